@@ -1,0 +1,223 @@
+"""Expand the canonical models of a prior set into conditional probability tables.
+
+This is the one place that knows how a prior set's numbers become tables.
+Every table is a numpy array of shape ``(n_states, *parent_cardinalities)``:
+axis 0 is the variable itself, the following axes its parents in the order of
+``Variable.parents``. (:mod:`alpnet.network` flattens it into pgmpy's column
+order; :mod:`alpnet.engine` uses it as it is.)
+
+Canonical models
+----------------
+* **Causes** — ``P(present) = 1 - (1 - min(cap, baseline * prod RR)) * prod(1 - link)``:
+  a baseline prevalence (by age band, sex, ...), relative risks of risk factors,
+  and noisy-OR causal links (mechanisms such as vitamin D deficiency -> osteomalacia).
+* **noisy_max** — every active parent pushes the finding to a state drawn from
+  its link distribution; the most extreme push is observed. With states on both
+  sides of the normal one (low / normal / high) an upward and a downward push
+  together are resolved by the finding's ``conflict`` distribution. With two
+  states this is the noisy-OR. The table is computed exactly from the joint
+  distribution of (lowest push, highest push): ``P(D >= b, U <= a)`` is a product
+  over parents, and the point masses follow by differencing.
+* **set_union** — every active parent releases one fraction (or none); the
+  observed state is the fraction, ``none_state`` or ``mixed_state``. Exact via
+  the Moebius inversion of ``P(released set within T) = prod_i P_i(none or in T)``.
+* **table** — rows of distributions matched by ``when:`` clauses.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping
+
+import numpy as np
+
+from .priors import Parameter, PriorSet, Row, Variable
+
+__all__ = ["build_cpts", "build_cpt", "active_state"]
+
+
+def active_state(var: Variable) -> str:
+    """The state in which a parent 'acts' in a canonical model."""
+    return "present" if var.is_hidden else "true"
+
+
+def _vector(dist: Mapping[str, Parameter], states: list[str]) -> np.ndarray:
+    v = np.zeros(len(states))
+    for s, p in dist.items():
+        v[states.index(s)] = p.value
+    total = v.sum()
+    if len(states) == 2 and len(dist) == 1 and abs(total - 1.0) > 1e-12:
+        # binary finding given as P(true) alone
+        other = 1 - states.index(next(iter(dist)))
+        v[other] = 1.0 - total
+    return v
+
+
+def _configs(variables: Mapping[str, Variable], parents: list[str]):
+    return itertools.product(*[variables[p].states for p in parents])
+
+
+def _rows_table(var: Variable, rows: list[Row], variables: Mapping[str, Variable]) -> np.ndarray:
+    shape = [len(var.states)] + [len(variables[p].states) for p in var.parents]
+    table = np.zeros(shape)
+    for idx, combo in zip(itertools.product(*[range(n) for n in shape[1:]]), _configs(variables, var.parents)):
+        config = dict(zip(var.parents, combo))
+        row = next(r for r in rows if r.matches(config))
+        table[(slice(None),) + idx] = _vector(row.value, var.states)
+    return table
+
+
+def _cause_table(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
+    spec = var.spec
+    shape = [2] + [len(variables[p].states) for p in var.parents]
+    table = np.zeros(shape)
+    for idx, combo in zip(itertools.product(*[range(n) for n in shape[1:]]), _configs(variables, var.parents)):
+        config = dict(zip(var.parents, combo))
+        base = next(r for r in spec["baseline"] if r.matches(config)).value.value
+        rr = 1.0
+        for r in spec["relative_risks"]:
+            if r.matches(config):
+                rr *= r.value.value
+        q_absent = 1.0 - min(spec["cap"], base * rr) if base * rr > 0 else 1.0
+        for r in spec["links"]:
+            if r.matches(config):
+                q_absent *= 1.0 - r.value.value
+        table[(1,) + idx] = 1.0 - q_absent
+        table[(0,) + idx] = q_absent
+    return table
+
+
+def _parent_bits(n: int) -> np.ndarray:
+    """All 2^n parent configurations as a (2^n, n) 0/1 array, first parent slowest."""
+    if n == 0:
+        return np.zeros((1, 0), dtype=bool)
+    grid = np.indices((2,) * n).reshape(n, -1).T
+    return grid.astype(bool)
+
+
+def _check_binary_parents(var: Variable, variables: Mapping[str, Variable]) -> list[int]:
+    """Index of the active state of each (binary) parent."""
+    out = []
+    for p in var.parents:
+        pv = variables[p]
+        out.append(pv.states.index(active_state(pv)))
+    return out
+
+
+def _noisy_max_table(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
+    spec = var.spec
+    states = var.states
+    k = len(states)
+    z = states.index(spec["normal"])
+    leak = _vector(spec["leak"], states)
+    links = [_vector(spec["links"][p], states) for p in var.parents]
+
+    # G_i[a, b] = P(b <= s_i <= a), a in z..k-1 (upper), b in 0..z (lower)
+    def window(q: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(q)])
+        a = np.arange(z, k)[:, None]
+        b = np.arange(0, z + 1)[None, :]
+        return c[a + 1] - c[b]
+
+    n = len(var.parents)
+    bits = _parent_bits(n)
+    G = np.broadcast_to(window(leak), (bits.shape[0], k - z, z + 1)).copy()
+    for i, q in enumerate(links):
+        Gi = window(q)
+        G = np.where(bits[:, i, None, None], G * Gi, G)
+    # point masses of (U = a, D = b): difference the 'window' probabilities
+    Gp = np.zeros((bits.shape[0], k - z + 1, z + 2))
+    Gp[:, 1:, : z + 1] = G  # Gp[:, a-z+1, b] = G(a, b); Gp[:, 0, :] = G(z-1, .) = 0; Gp[:, :, z+1] = G(., z+1) = 0
+    pmf = Gp[:, 1:, :-1] - Gp[:, :-1, :-1] - Gp[:, 1:, 1:] + Gp[:, :-1, 1:]
+    pmf = np.clip(pmf, 0.0, None)  # (cfg, a, b) with a = z..k-1, b = 0..z
+    out = np.zeros((bits.shape[0], k))
+    out[:, z] += pmf[:, 0, z]
+    for ai in range(1, k - z):  # up only
+        out[:, z + ai] += pmf[:, ai, z]
+    for b in range(z):  # down only
+        out[:, b] += pmf[:, 0, b]
+    if z > 0 and z < k - 1:
+        conflict = _vector(spec["conflict"], ["down", "normal", "up"])
+        for ai in range(1, k - z):
+            for b in range(z):
+                m = pmf[:, ai, b]
+                out[:, b] += conflict[0] * m
+                out[:, z] += conflict[1] * m
+                out[:, z + ai] += conflict[2] * m
+    return _reshape(out, var, variables)
+
+
+def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
+    spec = var.spec
+    states = var.states
+    none, mixed = spec["none"], spec["mixed"]
+    emit_states = [s for s in states if s != mixed]
+    comps = [s for s in emit_states if s != none]
+    m = len(comps)
+    subsets = _parent_bits(m)  # (2^m, m): T as indicator over comps
+
+    def H(q: np.ndarray) -> np.ndarray:
+        # P(released in T or none) for every subset T
+        qn = q[emit_states.index(none)]
+        qc = np.array([q[emit_states.index(c)] for c in comps])
+        return qn + subsets.astype(float) @ qc
+
+    leak = _vector(spec["leak"], emit_states)
+    links = [_vector(spec["links"][p], emit_states) for p in var.parents]
+    n = len(var.parents)
+    bits = _parent_bits(n)
+    Hprod = np.broadcast_to(H(leak), (bits.shape[0], subsets.shape[0])).copy()
+    for i, q in enumerate(links):
+        Hprod = np.where(bits[:, i, None], Hprod * H(q), Hprod)
+    # Moebius inversion: P(set == S) = sum_{T subset S} (-1)^{|S|-|T|} H(T)
+    sizes = subsets.sum(axis=1)
+    sub = (~subsets[:, None, :] | subsets[None, :, :]).all(axis=2)  # sub[T, S]: T subset of S
+    sign = (-1.0) ** (sizes[None, :] - sizes[:, None])
+    M = np.where(sub, sign, 0.0)  # (T, S)
+    pset = np.clip(Hprod @ M, 0.0, None)  # (cfg, S)
+    out = np.zeros((bits.shape[0], len(states)))
+    for si, S in enumerate(subsets):
+        size = int(S.sum())
+        if size == 0:
+            out[:, states.index(none)] += pset[:, si]
+        elif size == 1:
+            out[:, states.index(comps[int(np.flatnonzero(S)[0])])] += pset[:, si]
+        else:
+            out[:, states.index(mixed)] += pset[:, si]
+    return _reshape(out, var, variables)
+
+
+def _reshape(out: np.ndarray, var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
+    """(2^n configs over *active* bits, k) -> (k, *parent cards) with real state order."""
+    n = len(var.parents)
+    act = _check_binary_parents(var, variables)
+    table = out.T.reshape((len(var.states),) + (2,) * n)
+    # bit 1 means "active"; move it to the parent's active-state index
+    for axis, a in enumerate(act):
+        if a == 0:
+            table = np.flip(table, axis=axis + 1)
+    return np.ascontiguousarray(table)
+
+
+def build_cpt(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
+    """The table of one variable, shape ``(n_states, *parent cardinalities)``."""
+    if var.kind == "context":
+        table = _rows_table(var, var.spec["rows"], variables)
+    elif var.is_hidden:
+        table = _cause_table(var, variables)
+    elif var.model == "noisy_max":
+        table = _noisy_max_table(var, variables)
+    elif var.model == "set_union":
+        table = _set_union_table(var, variables)
+    elif var.model == "table":
+        table = _rows_table(var, var.spec["rows"], variables)
+    else:  # pragma: no cover - rejected by the loader
+        raise ValueError(f"unknown model {var.model!r}")
+    # re-normalise away rounding (columns are validated to sum to 1 within 1e-6)
+    sums = table.sum(axis=0, keepdims=True)
+    return table / np.where(sums > 0, sums, 1.0)
+
+
+def build_cpts(pset: PriorSet) -> dict[str, np.ndarray]:
+    """Tables of every variable of a prior set, keyed by variable name."""
+    return {name: build_cpt(var, pset.variables) for name, var in pset.variables.items()}

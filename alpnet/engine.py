@@ -1,0 +1,338 @@
+"""Exact inference by enumerating the cause space.
+
+Design
+------
+The network has three layers: context (patient and history) -> causes (binary,
+multi-fault, plus the latent leak) -> findings. Every finding shares the cause
+layer, so the moral graph joins all causes and the largest clique of any
+junction tree is the whole cause space (2^k configurations). Exact inference
+cannot do better than touching each of them once, so the engine does exactly
+that, and nothing more:
+
+* the cause space is enumerated once: ``bits`` is a ``(2^k, k)`` 0/1 matrix,
+  the first cause varying slowest (numpy C order over one axis per cause);
+* a finding whose parents are all causes becomes a likelihood table
+  ``(n_states, 2^k)`` gathered once from its CPT; evidence on it is a row
+  (hard evidence) or a weighted sum of rows (a set of states, "ALP high");
+* everything that involves context variables — their priors, the causes'
+  CPTs, and findings with a context parent (PSA depends on sex and known
+  cancer) — is contracted with one ``numpy.einsum`` over the context axes into
+  a vector over the cause space: the *context block*. It depends only on the
+  evidence about those variables, so it is cached per context pattern, with
+  the contraction path cached per set of observed variables;
+* the posterior joint is ``block * prod(likelihood rows)``; its normaliser is
+  P(evidence) and the cause marginals are one matrix product with ``bits``.
+
+Zero probabilities stay exact zeros (a man is never pregnant), which is how
+impossible evidence is detected and named (:meth:`Engine.conflicting`).
+pgmpy's ``VariableElimination`` on :func:`alpnet.network.to_pgmpy` is the
+reference the test suite compares this engine with.
+
+Limits
+------
+The cause space costs ``2^k * 8`` bytes per vector and the likelihood tables
+``2^k * 8`` bytes per finding state. :data:`MAX_HIDDEN` bounds ``k``; a prior set
+with more causes is refused with a clear error (see :class:`Engine`).
+"""
+
+from __future__ import annotations
+
+import string
+from collections import OrderedDict
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import AlpnetError, CaseError, EvidenceConflictError
+from .priors import PriorSet
+
+__all__ = ["Engine", "Evidence", "MAX_HIDDEN"]
+
+#: Largest number of hidden binary variables (causes + leak) the engine enumerates.
+#: 2^20 configurations: 8 MB per vector; likelihood tables for ~90 finding states
+#: then take ~0.8 GB, the most this workplace's 24 GB machines should spend.
+MAX_HIDDEN = 20
+
+#: Evidence: variable -> state, or variable -> {state: likelihood weight}.
+Evidence = Mapping[str, "str | Mapping[str, float]"]
+
+
+class Engine:
+    """Exact posterior of every cause for any evidence on context and findings.
+
+    Parameters
+    ----------
+    pset : PriorSet
+        The validated prior set.
+    cpts : mapping
+        Variable -> table ``(n_states, *parent_cards)`` from :mod:`alpnet.cpt`.
+
+    Raises
+    ------
+    AlpnetError
+        When the prior set has more hidden variables than :data:`MAX_HIDDEN`.
+    """
+
+    def __init__(self, pset: PriorSet, cpts: Mapping[str, np.ndarray]):
+        self.pset = pset
+        self.cpts = dict(cpts)
+        self.variables = pset.variables
+        self.hidden = pset.hidden
+        self.k = len(self.hidden)
+        if self.k > MAX_HIDDEN:
+            raise AlpnetError(
+                f"the prior set has {self.k} causes and leaks; alpnet's exact engine enumerates at most "
+                f"{MAX_HIDDEN} (2^{MAX_HIDDEN} cause configurations). Merge causes or split the model."
+            )
+        self.hidx = {h: i for i, h in enumerate(self.hidden)}
+        self.context = pset.context
+        self.bits = np.indices((2,) * self.k).reshape(self.k, -1).T.astype(np.float64) if self.k else np.zeros((1, 0))
+        self._bits_int = self.bits.astype(np.int64)
+        # findings whose parents are all hidden: precomputed likelihood tables
+        self.cause_only = [f for f in pset.findings if all(p in self.hidx for p in self.variables[f].parents)]
+        self.with_context = [f for f in pset.findings if f not in self.cause_only]
+        self._lik: dict[str, np.ndarray] = {}
+        letters = string.ascii_letters
+        names = self.context + self.hidden
+        if len(names) > len(letters):  # pragma: no cover - bounded by MAX_HIDDEN + context size
+            raise AlpnetError("too many context variables and causes for the einsum contraction")
+        self._letter = {n: letters[i] for i, n in enumerate(names)}
+        self._block_cache: OrderedDict = OrderedDict()
+        self._path_cache: dict = {}
+
+    # ------------------------------------------------------------------ tables
+    def likelihood_table(self, finding: str) -> np.ndarray:
+        """``(n_states, 2^k)``: P(finding = state | cause configuration)."""
+        tab = self._lik.get(finding)
+        if tab is None:
+            var = self.variables[finding]
+            cpt = self.cpts[finding]
+            parents = var.parents
+            col = np.zeros(2**self.k, dtype=np.int64)
+            for p in parents:
+                col = col * 2 + self._bits_int[:, self.hidx[p]]
+            tab = np.ascontiguousarray(cpt.reshape(cpt.shape[0], -1)[:, col])
+            self._lik[finding] = tab
+        return tab
+
+    # ---------------------------------------------------------------- evidence
+    def normalise(self, evidence: Evidence) -> dict[str, np.ndarray | int]:
+        """Check evidence and turn it into state indices or likelihood vectors.
+
+        Raises
+        ------
+        CaseError
+            For an unknown variable or state, naming what is accepted.
+        """
+        out: dict[str, np.ndarray | int] = {}
+        for var, value in evidence.items():
+            if var not in self.variables:
+                import difflib
+
+                close = difflib.get_close_matches(str(var), list(self.variables), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise CaseError(f"evidence: unknown variable {var!r}{hint}")
+            states = self.variables[var].states
+            if isinstance(value, Mapping):
+                vec = np.zeros(len(states))
+                for s, w in value.items():
+                    s = _state(s)
+                    if s not in states:
+                        raise CaseError(f"evidence {var}: unknown state {s!r}; accepted: {', '.join(states)}")
+                    if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0:
+                        raise CaseError(f"evidence {var}: weight of {s!r} must be a number >= 0; got {w!r}")
+                    vec[states.index(s)] = float(w)
+                if vec.sum() <= 0:
+                    raise CaseError(f"evidence {var}: at least one state needs a positive weight")
+                nz = np.flatnonzero(vec)
+                out[var] = int(nz[0]) if len(nz) == 1 else vec
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                vec = np.zeros(len(states))
+                for s in value:
+                    s = _state(s)
+                    if s not in states:
+                        raise CaseError(f"evidence {var}: unknown state {s!r}; accepted: {', '.join(states)}")
+                    vec[states.index(s)] = 1.0
+                if vec.sum() == 0:
+                    raise CaseError(f"evidence {var}: an empty set of states")
+                nz = np.flatnonzero(vec)
+                out[var] = int(nz[0]) if len(nz) == 1 else vec
+            else:
+                s = _state(value)
+                if s not in states:
+                    raise CaseError(f"evidence {var}: unknown state {s!r}; accepted: {', '.join(states)}")
+                out[var] = states.index(s)
+        return out
+
+    # ------------------------------------------------------------------ block
+    def _block(self, ev: Mapping[str, np.ndarray | int]) -> np.ndarray:
+        """Unnormalised P(context evidence, context-finding evidence, C) over the cause space."""
+        keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev]
+        cache_key = tuple((v, _freeze(ev[v])) for v in keys)
+        hit = self._block_cache.get(cache_key)
+        if hit is not None:
+            self._block_cache.move_to_end(cache_key)
+            return hit
+        operands: list[np.ndarray] = []
+        subs: list[str] = []
+        L = self._letter
+        for name in self.context + self.hidden:
+            var = self.variables[name]
+            operands.append(self.cpts[name])
+            subs.append(L[name] + "".join(L[p] for p in var.parents))
+        for v in self.context:
+            if v in ev:
+                operands.append(_indicator(ev[v], len(self.variables[v].states)))
+                subs.append(L[v])
+        for f in self.with_context:
+            if f in ev:
+                var = self.variables[f]
+                cpt = self.cpts[f]
+                e = ev[f]
+                sliced = cpt[e] if isinstance(e, int) else np.tensordot(e, cpt, axes=(0, 0))
+                operands.append(sliced)
+                subs.append("".join(L[p] for p in var.parents))
+        out = "".join(L[h] for h in self.hidden)
+        expr = ",".join(subs) + "->" + out
+        path = self._path_cache.get(expr)
+        if path is None:
+            path = np.einsum_path(expr, *operands, optimize="greedy")[0]
+            self._path_cache[expr] = path
+        block = np.einsum(expr, *operands, optimize=path).reshape(-1)
+        self._block_cache[cache_key] = block
+        if len(self._block_cache) > 512:
+            self._block_cache.popitem(last=False)
+        return block
+
+    # --------------------------------------------------------------- queries
+    def joint(self, evidence: Evidence) -> tuple[np.ndarray, float]:
+        """Unnormalised posterior over the cause space and P(evidence).
+
+        Returns
+        -------
+        weights : ndarray, shape (2^k,)
+            P(C = c, evidence) for every cause configuration c.
+        p_evidence : float
+            Their sum.
+        """
+        ev = self.normalise(evidence)
+        return self._joint(ev)
+
+    def _joint(self, ev: Mapping[str, np.ndarray | int]) -> tuple[np.ndarray, float]:
+        w = self._block(ev).copy()
+        for f in self.cause_only:
+            if f in ev:
+                tab = self.likelihood_table(f)
+                e = ev[f]
+                w *= tab[e] if isinstance(e, int) else e @ tab
+        for h in self.hidden:
+            if h in ev:
+                e = ev[h]
+                vec = _indicator(e, 2)
+                w *= vec[self._bits_int[:, self.hidx[h]]]
+        return w, float(w.sum())
+
+    def posterior(self, evidence: Evidence) -> dict[str, float]:
+        """P(hidden variable present | evidence) for every cause and leak.
+
+        Raises
+        ------
+        EvidenceConflictError
+            When the evidence has probability zero; names the conflicting items.
+        """
+        ev = self.normalise(evidence)
+        w, z = self._joint(ev)
+        if not z > 0:
+            raise self._conflict_error(ev)
+        marg = (w @ self.bits) / z
+        return {h: float(np.clip(marg[i], 0.0, 1.0)) for i, h in enumerate(self.hidden)}
+
+    def prior(self, evidence: Evidence) -> dict[str, float]:
+        """P(hidden variable present | the context part of the evidence only)."""
+        ev = self.normalise(evidence)
+        ctx = {v: e for v, e in ev.items() if v in self.context}
+        w, z = self._joint(ctx)
+        if not z > 0:
+            raise self._conflict_error(ctx)
+        marg = (w @ self.bits) / z
+        return {h: float(np.clip(marg[i], 0.0, 1.0)) for i, h in enumerate(self.hidden)}
+
+    def predictive(self, evidence: Evidence, variable: str) -> dict[str, float]:
+        """P(variable = state | evidence) for an unobserved context or finding variable."""
+        ev = self.normalise(evidence)
+        if variable not in self.variables:
+            raise CaseError(f"unknown variable {variable!r}")
+        w, z = self._joint(ev)
+        if not z > 0:
+            raise self._conflict_error(ev)
+        states = self.variables[variable].states
+        if variable in self.cause_only and variable not in ev:
+            p = self.likelihood_table(variable) @ (w / z)
+        else:
+            p = np.array([self._joint({**ev, variable: i})[1] for i in range(len(states))]) / z
+        p = np.clip(p, 0.0, None)
+        p = p / p.sum()
+        return {s: float(x) for s, x in zip(states, p)}
+
+    # ------------------------------------------------------------- conflicts
+    def conflicting(self, evidence: Evidence) -> list[str]:
+        """The smallest group of evidence items found that cannot hold together.
+
+        Adds the items one at a time in the order given; the first that makes the
+        evidence impossible is paired with each earlier item in turn. Returns
+        ``[]`` when the evidence is possible.
+        """
+        ev = self.normalise(evidence)
+        return self._conflicting(ev)
+
+    def _conflicting(self, ev: Mapping[str, np.ndarray | int]) -> list[str]:
+        items = list(ev)
+        seen: dict[str, np.ndarray | int] = {}
+        for name in items:
+            seen[name] = ev[name]
+            if self._joint(seen)[1] > 0:
+                continue
+            if self._joint({name: ev[name]})[1] <= 0:
+                return [name]
+            for other in items:
+                if other == name:
+                    break
+                if self._joint({other: ev[other], name: ev[name]})[1] <= 0:
+                    return [other, name]
+            return [o for o in items[: items.index(name) + 1]]
+        return []
+
+    def _conflict_error(self, ev: Mapping[str, np.ndarray | int]) -> EvidenceConflictError:
+        names = self._conflicting(ev) or list(ev)
+        described = []
+        for n in names:
+            e = ev[n]
+            states = self.variables[n].states
+            if isinstance(e, int):
+                described.append(f"{n}={states[e]}")
+            else:
+                described.append(f"{n} in {{{', '.join(s for s, w in zip(states, e) if w > 0)}}}")
+        return EvidenceConflictError(
+            "the evidence is impossible under the model: " + " and ".join(described)
+            + " cannot hold together; check these findings", names)
+
+
+def _state(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _indicator(e: np.ndarray | int, n: int) -> np.ndarray:
+    if isinstance(e, (int, np.integer)):
+        v = np.zeros(n)
+        v[int(e)] = 1.0
+        return v
+    return np.asarray(e, dtype=float)
+
+
+def _freeze(e: np.ndarray | int) -> object:
+    if isinstance(e, (int, np.integer)):
+        return int(e)
+    return tuple(float(x) for x in e)
+

@@ -1,0 +1,179 @@
+"""The public model object: load a prior set once, ask it about cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pandas as pd
+
+from . import __version__
+from .cpt import build_cpts
+from .engine import Engine
+from .errors import CaseError
+from .evidence import Case, StateMapping, case_from_mapping, case_to_evidence
+from .priors import PriorSet, load_priors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pgmpy.models import DiscreteBayesianNetwork
+
+__all__ = ["Model", "load_model", "DISCLAIMER"]
+
+DISCLAIMER = ("alpnet is for research and teaching, not for clinical decisions: "
+              "its probabilities must not guide the care of a patient.")
+
+
+class Model:
+    """A compiled alpnet network.
+
+    Build it with :func:`load_model`. Every question goes through one exact
+    engine (:class:`alpnet.engine.Engine`); :meth:`to_pgmpy` gives the same
+    network as a pgmpy ``DiscreteBayesianNetwork`` for reference and export.
+
+    Attributes
+    ----------
+    priors : PriorSet
+        The validated prior set, with any overrides.
+    """
+
+    def __init__(self, priors: PriorSet):
+        self.priors = priors
+        self.cpts = build_cpts(priors)
+        self.engine = Engine(priors, self.cpts)
+
+    # --------------------------------------------------------------- names
+    @property
+    def causes(self) -> list[str]:
+        """Names of the causes, in the prior set's order (the leak is not a cause)."""
+        return self.priors.causes
+
+    @property
+    def leaks(self) -> list[str]:
+        """Names of latent 'other / unexplained' variables."""
+        return [h for h in self.priors.hidden if h not in self.priors.causes]
+
+    @property
+    def observables(self) -> dict[str, list[str]]:
+        """Observable variable -> its states (context, labs, symptoms, tests), named by case keys."""
+        return {n: list(v.states) for n, v in self.priors.variables.items() if v.kind in ("context", "finding")}
+
+    def label(self, variable: str) -> str:
+        """People's words for a variable ("Paget disease of bone")."""
+        return self.priors.variables[variable].label
+
+    @property
+    def version_info(self) -> dict[str, Any]:
+        """What every answer records: alpnet version, prior-set hash, overrides."""
+        info: dict[str, Any] = {"version": __version__, "priors_sha256": self.priors.sha256}
+        if self.priors.overrides:
+            info["overrides"] = dict(self.priors.overrides)
+        return info
+
+    # ------------------------------------------------------------- queries
+    def evidence_of(self, case: Case | Mapping[str, Any]) -> tuple[dict[str, Any], list[StateMapping]]:
+        """Map a case to model evidence and say how each value was mapped.
+
+        Returns
+        -------
+        evidence : dict
+            Variable -> state (or list of states).
+        mappings : list of StateMapping
+        """
+        return case_to_evidence(case, self.priors)
+
+    def _evidence(self, case: Case | Mapping[str, Any] | None, evidence: Mapping[str, Any] | None) -> dict[str, Any]:
+        if (case is None) == (evidence is None):
+            raise CaseError("give either a case or evidence (one of the two)")
+        if case is not None:
+            if not isinstance(case, Case):
+                case = case_from_mapping(case)
+            return self.evidence_of(case)[0]
+        assert evidence is not None
+        if not isinstance(evidence, Mapping):
+            raise CaseError(f"evidence must be a mapping {{variable: state}}; got {type(evidence).__name__}")
+        for var in evidence:
+            if var in self.priors.variables and self.priors.variables[var].is_hidden:
+                continue
+        return dict(evidence)
+
+    def diagnose(self, case: Case | Mapping[str, Any] | None = None, *,
+                 evidence: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Prior and posterior probability of every cause.
+
+        Parameters
+        ----------
+        case : Case or mapping, optional
+            A case as in ``case-format.md``.
+        evidence : mapping, optional
+            ``{model variable: state}`` (or a list of states, or
+            ``{state: likelihood}``) instead of a case. Give one of the two.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``cause, label, prior, posterior``, one row per cause,
+            sorted by posterior (highest first). ``prior`` is P(cause | patient
+            and history only), ``posterior`` P(cause | all evidence). ``attrs``
+            holds ``leak`` (the posterior of the unexplained leak),
+            ``leading_cause``, ``evidence`` and ``model``.
+
+        Raises
+        ------
+        CaseError, EvidenceConflictError
+
+        Examples
+        --------
+        >>> import alpnet
+        >>> model = alpnet.load_model()
+        >>> table = model.diagnose(evidence={"alp": "moderate", "ggt": "normal", "age": "70_plus"})
+        >>> list(table.columns)
+        ['cause', 'label', 'prior', 'posterior']
+        """
+        ev = self._evidence(case, evidence)
+        post = self.engine.posterior(ev)
+        prior = self.engine.prior(ev)
+        rows = [{"cause": c, "label": self.label(c), "prior": prior[c], "posterior": post[c]} for c in self.causes]
+        df = pd.DataFrame(rows, columns=["cause", "label", "prior", "posterior"])
+        df = df.sort_values(["posterior", "cause"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+        df.attrs["leak"] = {h: post[h] for h in self.leaks}
+        df.attrs["leading_cause"] = str(df["cause"].iloc[0]) if len(df) else None
+        df.attrs["evidence"] = ev
+        df.attrs["model"] = self.version_info
+        return df
+
+    def predictive(self, variable: str, case: Case | Mapping[str, Any] | None = None, *,
+                   evidence: Mapping[str, Any] | None = None) -> dict[str, float]:
+        """P(variable = state | evidence) for an observable not yet in the evidence."""
+        ev = self._evidence(case, evidence)
+        return self.engine.predictive(ev, variable)
+
+    def to_pgmpy(self) -> "DiscreteBayesianNetwork":
+        """The pgmpy ``DiscreteBayesianNetwork`` the answers come from (imports pgmpy)."""
+        from .network import to_pgmpy
+
+        return to_pgmpy(self.priors, self.cpts)
+
+
+def load_model(priors: str | Path | PriorSet | None = None, *, overrides: Mapping[str, float] | None = None) -> Model:
+    """Load and compile a prior set.
+
+    Parameters
+    ----------
+    priors : str, Path or PriorSet, optional
+        A prior-set folder, an already loaded set, or None for the bundled set.
+    overrides : mapping, optional
+        Parameter id -> value, applied on top of the set (recorded in answers).
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    PriorsError
+        If the prior set is malformed (names file and key).
+    """
+    pset = priors if isinstance(priors, PriorSet) else load_priors(priors)
+    if overrides:
+        pset = pset.with_overrides(overrides)
+    return Model(pset)

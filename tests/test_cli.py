@@ -1,0 +1,167 @@
+"""The command line as a user meets it: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alpnet.cli import main
+
+from .conftest import BAD_CASES, EXAMPLES, ROOT
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_diagnose_table_shows_every_cause_the_leading_one_and_the_disclaimer(capsys, model):
+    code, out, err = run(capsys, "diagnose", str(EXAMPLES / "paget.yaml"))
+    assert code == 0, err
+    for cause in model.causes:
+        assert f"({cause})" in out
+    assert "leading cause:" in out
+    assert out.count("research and teaching") == 1
+
+
+def test_diagnose_json_is_one_object_per_case_per_line(capsys, model):
+    files = [str(EXAMPLES / "paget.yaml"), str(EXAMPLES / "cholestatic_liver_pbc.yaml")]
+    code, out, err = run(capsys, "diagnose", *files, "--format", "json")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    for line, name in zip(lines, ["paget", "cholestatic_liver_pbc"]):
+        rec = json.loads(line)
+        assert rec["case_id"] == name
+        assert set(rec["posterior"]) == set(model.causes) == set(rec["prior"])
+        assert rec["model"]["version"] and len(rec["model"]["priors_sha256"]) == 64
+        assert "research and teaching" in rec["disclaimer"]
+        assert isinstance(rec["evidence"], dict) and "alp" in rec["evidence"]
+        assert all(0 <= p <= 1 for p in rec["posterior"].values())
+
+
+def test_diagnose_show_states(capsys):
+    code, out, _ = run(capsys, "diagnose", str(EXAMPLES / "paget.yaml"), "--show-states")
+    assert code == 0
+    assert "how the case was read" in out and "labs.alp" in out
+    code, out, _ = run(capsys, "diagnose", str(EXAMPLES / "paget.yaml"), "--show-states", "--format", "json")
+    rec = json.loads(out)
+    assert any(s["key"] == "labs.alp" for s in rec["states"])
+
+
+def test_diagnose_from_a_bundled_example_by_name(capsys):
+    code, out, _ = run(capsys, "diagnose", "--example", "paget")
+    assert code == 0 and "case paget" in out
+
+
+@pytest.mark.parametrize("bad", sorted(p.name for p in BAD_CASES.glob("*.yaml")))
+def test_every_bad_case_is_exit_2_with_one_clear_line(capsys, bad):
+    code, out, err = run(capsys, "diagnose", str(BAD_CASES / bad))
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert "accepted" in err or "is negative" in err or "no unit" in err
+
+
+def test_nothing_is_printed_when_one_of_several_cases_is_bad(capsys):
+    code, out, err = run(capsys, "diagnose", str(EXAMPLES / "paget.yaml"), str(BAD_CASES / "unknown_unit.yaml"))
+    assert code == 2 and out == ""
+    assert "unknown_unit.yaml" in err
+
+
+def test_missing_file_and_bad_flag_exit_2(capsys):
+    code, _, err = run(capsys, "diagnose", "does-not-exist.yaml")
+    assert code == 2 and "no such file" in err
+    with pytest.raises(SystemExit) as info:
+        main(["diagnose", "--format", "xml", str(EXAMPLES / "paget.yaml")])
+    assert info.value.code == 2
+
+
+def test_param_override_is_recorded(capsys, model):
+    pid = next(iter(model.priors.parameters))
+    value = model.priors.parameters[pid].value
+    new = min(1.0, value * 0.5 + 0.01)
+    code, out, err = run(capsys, "diagnose", str(EXAMPLES / "paget.yaml"), "--format", "json", "--param", f"{pid}={new}")
+    assert code == 0, err
+    assert json.loads(out)["model"]["overrides"] == {pid: new}
+    code, _, err = run(capsys, "diagnose", str(EXAMPLES / "paget.yaml"), "--param", "no.such.param=0.1")
+    assert code == 2 and "unknown parameter id" in err
+
+
+def test_priors_report_json(capsys, model):
+    code, out, _ = run(capsys, "priors", "report", "--format", "json")
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["parameters"] == len(model.priors.parameters) == len(rep["table"])
+    assert rep["literature"] + rep["expert_judgment"] + rep["by_definition"] == rep["parameters"]
+    assert rep["sources"] == len(rep["bibliography"]) > 10
+    row = rep["table"][0]
+    assert {"id", "value", "range", "source", "note"} <= set(row)
+    assert rep["literature"] > rep["expert_judgment"], "most numbers should come from the literature"
+
+
+def test_priors_report_table_and_validate(capsys):
+    code, out, _ = run(capsys, "priors", "report")
+    assert code == 0 and "from the literature" in out
+    code, out, _ = run(capsys, "priors", "validate")
+    assert code == 0 and "valid" in out
+
+
+@pytest.mark.parametrize("fmt, reader", [("bif", "BIFReader"), ("xmlbif", "XMLBIFReader")])
+def test_export_round_trips_through_pgmpy(capsys, tmp_path, model, fmt, reader):
+    import pgmpy.readwrite as rw
+
+    out = tmp_path / f"alpnet.{fmt}"
+    code, _, err = run(capsys, "export", "--format", fmt, str(out))
+    assert code == 0, err
+    read = getattr(rw, reader)(str(out)).get_model()
+    assert set(read.nodes) == set(model.priors.variables)
+    for name in ("paget", "ggt", "psa"):
+        cpd = read.get_cpds(name)
+        var = model.priors.variables[name]
+        assert list(cpd.state_names[name]) == var.states
+        order = [name] + list(var.parents)
+        cpd = cpd.copy()
+        cpd.reorder_parents(list(var.parents)) if var.parents else None
+        np.testing.assert_allclose(cpd.get_values().reshape(model.cpts[name].shape), model.cpts[name], atol=1e-6)
+        del order
+    # an existing output is kept unless --force
+    code, _, err = run(capsys, "export", "--format", fmt, str(out))
+    assert code == 2 and "--force" in err
+    assert run(capsys, "export", "--format", fmt, str(out), "--force")[0] == 0
+
+
+def test_schema_command_matches_the_shipped_schema(capsys):
+    code, out, _ = run(capsys, "schema")
+    assert code == 0
+    shipped = json.loads((ROOT / "alpnet" / "schema" / "case.schema.json").read_text())
+    assert json.loads(out) == shipped
+
+
+def test_cases_lists_the_bundled_examples(capsys):
+    code, out, _ = run(capsys, "cases")
+    assert code == 0 and "paget" in out and "osteomalacia" in out
+
+
+def test_console_script_runs_from_another_folder(tmp_path):
+    exe = shutil.which("alpnet")
+    if exe is None:  # running from a source tree without the package installed
+        cmd = [sys.executable, "-m", "alpnet"]
+    else:
+        cmd = [exe]
+    case = tmp_path / "c.yaml"
+    case.write_text("patient: {age: 70, sex: male}\nlabs: {alp: 400 U/L, alp_uln: 130 U/L, ggt: 20 U/L}\n")
+    res = subprocess.run(cmd + ["diagnose", str(case)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "leading cause" in res.stdout
+    res = subprocess.run(cmd + ["diagnose", str(Path(tmp_path) / "nope.yaml")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
