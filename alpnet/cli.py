@@ -115,10 +115,13 @@ def _print_table(model, case, table, mappings, show_states: bool, out) -> None:
             ref = f"  [{m.reference}]" if m.reference else ""
             note = f"  ({m.note})" if m.note else ""
             print(f"    {m.key:28s} {m.input!s:>18s}  {val:>16s} -> {' | '.join(m.states)}{ref}{note}", file=out)
-    width = max(len(f"{r.label} ({r.cause})") for r in table.itertuples())
+    def short(label: str) -> str:
+        return label.split(" (")[0]
+
+    width = max(len(f"{short(r.label)} ({r.cause})") for r in table.itertuples())
     print(f"  {'cause':{width}s}  {'prior':>7s}  {'posterior':>9s}", file=out)
     for r in table.itertuples():
-        name = f"{r.label} ({r.cause})"
+        name = f"{short(r.label)} ({r.cause})"
         print(f"  {name:{width}s}  {_pct(r.prior):>7s}  {_pct(r.posterior):>9s}  {_bar(r.posterior)}", file=out)
     lead = table.attrs["leading_cause"]
     print(f"  leading cause: {model.label(lead)} ({lead})", file=out)
@@ -143,7 +146,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             ev, mappings = model.evidence_of(case)
             table = model.diagnose(evidence=ev)
         except AlpnetError as exc:
-            raise type(exc)(f"{p}: {exc}") from None
+            raise AlpnetError(f"{p}: {exc}") from None
         prepared.append((case, table, mappings))
     out = sys.stdout
     if args.format == "json":

@@ -18,8 +18,9 @@ Canonical models
   states this is the noisy-OR. The table is computed exactly from the joint
   distribution of (lowest push, highest push): ``P(D >= b, U <= a)`` is a product
   over parents, and the point masses follow by differencing.
-* **set_union** — every active parent releases one fraction (or none); the
-  observed state is the fraction, ``none_state`` or ``mixed_state``. Exact via
+* **set_union** — every active parent releases one fraction, none, or several
+  at once (``mixed_state``); the observed state is ``none_state``, the single
+  fraction released, or ``mixed_state`` when two or more are. Exact via
   the Moebius inversion of ``P(released set within T) = prod_i P_i(none or in T)``.
 * **table** — rows of distributions matched by ``when:`` clauses.
 """
@@ -151,7 +152,7 @@ def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
     spec = var.spec
     states = var.states
     none, mixed = spec["none"], spec["mixed"]
-    emit_states = [s for s in states if s != mixed]
+    emit_states = list(states)  # a cause may release several fractions at once: `mixed`
     comps = [s for s in emit_states if s != none]
     m = len(comps)
     subsets = _parent_bits(m)  # (2^m, m): T as indicator over comps
@@ -180,7 +181,7 @@ def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
         size = int(S.sum())
         if size == 0:
             out[:, states.index(none)] += pset[:, si]
-        elif size == 1:
+        elif size == 1 and comps[int(np.flatnonzero(S)[0])] != mixed:
             out[:, states.index(comps[int(np.flatnonzero(S)[0])])] += pset[:, si]
         else:
             out[:, states.index(mixed)] += pset[:, si]

@@ -309,7 +309,9 @@ class _Mapper:
             raise CaseError(f"{key}: {text!r}: write the number without a comma "
                             "(a comma could be a thousands separator or a decimal point)")
         q = parse_quantity(text)
-        units = spec["units"]
+        units = dict(spec["units"])
+        for own in spec.get("own_limit_units") or []:
+            units.setdefault(own, None)  # needs the lab's own limit; no factor
         accepted = ", ".join(units)
         if q is None:
             raise CaseError(f"{key}: {text!r} is not a value with a unit; accepted: \"<number> <unit>\" "
@@ -323,7 +325,7 @@ class _Mapper:
         if q.value < 0:
             raise CaseError(f"{key}: {text!r} is negative; a concentration or activity cannot be below 0")
         f = units[unit]
-        factor = float(f["factor"] if isinstance(f, Mapping) else f)
+        factor = float("nan") if f is None else float(f["factor"] if isinstance(f, Mapping) else f)
         return q, unit, factor
 
     def _check_plausible(self, key: str, text: str, value: float, spec: Mapping[str, Any]) -> None:
@@ -376,7 +378,7 @@ class _Mapper:
             value = adjusted
         states, ref_text = self._states_for(name, key, text, value, q.qualifier, spec, lab_uln)
         if lab_uln is not None:
-            ref_text = f"lab's own limit {lab_uln:.4g} {shown_unit}; " + ref_text
+            ref_text = f"the lab's own limit {lab_uln:.4g} {shown_unit}"
         self.put(key, name, states, input=text, value=round(value, 6), unit=shown_unit, reference=ref_text, note=note)
 
     def _quantity_uln(self, uln_key: str, raw: Any, spec: Mapping[str, Any]) -> float:
@@ -395,12 +397,12 @@ class _Mapper:
         sexes = [self.sex] if self.sex is not None else ["female", "male"]
         out = []
         for sex in sexes:
-            if self.pregnant is False or sex == "male":
-                pregs = ["not_pregnant"]
-            elif self.pregnant is True:
+            # pregnancy-specific ranges apply only when the case says the patient is pregnant
+            # (documented in docs/case-format.md), as a laboratory does
+            if self.pregnant is True and sex != "male":
                 pregs = [f"trimester_{int(self.trimester)}"] if self.trimester else ["trimester_1", "trimester_2", "trimester_3"]
             else:
-                pregs = ["not_pregnant", "trimester_1", "trimester_2", "trimester_3"]
+                pregs = ["not_pregnant"]
             for age in ages:
                 for preg in pregs:
                     out.append((age, sex, preg))
@@ -448,7 +450,8 @@ class _Mapper:
                 results.setdefault(states, ref_text)
         if len(results) > 1:
             needs = [w for w, known in (("patient.age", self.age is not None), ("patient.sex", self.sex is not None),
-                                        ("patient.pregnant", self.pregnant is not None)) if not known]
+                                        ("patient.trimester", self.trimester is not None or not self.pregnant))
+                     if not known]
             hint = f" or labs.{spec['uln_key']}" if spec.get("uln_key") else " or the lab's verdict (low | normal | high)"
             raise CaseError(f"{key}: {text!r} falls in different bands depending on {', '.join(needs) or 'the patient'}, "
                             f"which the case does not give; add {' and '.join(needs) or 'them'}{hint}")

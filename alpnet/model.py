@@ -91,9 +91,6 @@ class Model:
         assert evidence is not None
         if not isinstance(evidence, Mapping):
             raise CaseError(f"evidence must be a mapping {{variable: state}}; got {type(evidence).__name__}")
-        for var in evidence:
-            if var in self.priors.variables and self.priors.variables[var].is_hidden:
-                continue
         return dict(evidence)
 
     def diagnose(self, case: Case | Mapping[str, Any] | None = None, *,

@@ -795,8 +795,7 @@ class _Loader:
             if s not in var.states:
                 self.errors.add(file, f"{key}.{k}", f"{s!r} is not one of the states {var.states}")
                 return
-        emit_states = [s for s in var.states if s != mixed]
-        leak, links = self._leak_and_links(var, spec, variables, file, key, emit_states)
+        leak, links = self._leak_and_links(var, spec, variables, file, key, var.states)
         var.parents = list(links)
         var.spec.update(none=none, mixed=mixed, leak=leak, links=links)
 

@@ -55,7 +55,7 @@ def parse_quantity(text: str) -> Quantity | None:
     reports it: a number with no unit is an error).
     """
     m = _QUANTITY.match(text)
-    if not m:
+    if not m or "," in text:
         return None
     num = m.group("num")
     try:

@@ -65,7 +65,7 @@ def _dist_conflict(var):
 
 def brute_set_union(var, variables, config):
     spec = var.spec
-    emit = [s for s in var.states if s != spec["mixed"]]
+    emit = list(var.states)
     pushers = [_dist_emit(spec["leak"], emit)] + [
         _dist_emit(spec["links"][p], emit) for p in var.parents if config[p] == _active(variables, p)
     ]
@@ -75,7 +75,7 @@ def brute_set_union(var, variables, config):
         released = {s for s in combo if s != spec["none"]}
         if not released:
             out[spec["none"]] += prob
-        elif len(released) == 1:
+        elif len(released) == 1 and spec["mixed"] not in released:
             out[released.pop()] += prob
         else:
             out[spec["mixed"]] += prob
