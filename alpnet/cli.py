@@ -159,6 +159,96 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- next test / plan
+
+
+def _one_case(args: argparse.Namespace, model):
+    from .evidence import read_case
+    from .examples import example_path
+
+    path = args.case if args.case else (str(example_path(args.example)) if args.example else None)
+    if path is None:
+        raise AlpnetError(f"{args.command}: give a case file (or --example NAME)")
+    case = read_case(path)
+    try:
+        evidence, _ = model.evidence_of(case)
+    except AlpnetError as exc:
+        raise AlpnetError(f"{path}: {exc}") from None
+    return case, evidence
+
+
+def _ranking_records(df) -> list[dict[str, Any]]:
+    import math
+
+    out = []
+    for r in df.itertuples():
+        rec = {"test": r.test, "kind": r.kind, "expected_information_gain_bits": r.expected_information_gain_bits,
+               "cost": None if (r.cost is None or (isinstance(r.cost, float) and math.isnan(r.cost))) else r.cost,
+               "burden": None if isinstance(r.burden, float) and math.isnan(r.burden) else r.burden,
+               "score": r.score, "expected_change_leading": r.expected_change_leading, "outcomes": r.outcomes}
+        if not (isinstance(r.gain_per_cost, float) and math.isnan(r.gain_per_cost)):
+            rec["gain_per_cost"] = r.gain_per_cost
+        if hasattr(r, "second_test"):
+            rec["one_step_gain_bits"] = r.one_step_gain_bits
+            rec["second_test"] = r.second_test
+        out.append(rec)
+    return out
+
+
+def cmd_next_test(args: argparse.Namespace) -> int:
+    from .model import DISCLAIMER
+
+    model = _load(args)
+    case, evidence = _one_case(args, model)
+    df = model.rank_tests(evidence=evidence, target=args.target, cost_weight=args.cost_weight,
+                          lookahead=args.lookahead)
+    tests, questions = df[df["kind"] == "test"], df[df["kind"] == "question"]
+    if args.format == "json":
+        rec = {"case_id": case.id, "leading_cause": df.attrs["leading_cause"],
+               "leading_probability": df.attrs["leading_probability"], "entropy_bits": df.attrs["entropy_bits"],
+               "target": args.target, "cost_weight": args.cost_weight, "lookahead": args.lookahead,
+               "currency": df.attrs["currency"], "ranking": _ranking_records(tests),
+               "questions": _ranking_records(questions), "model": df.attrs["model"], "disclaimer": DISCLAIMER}
+        print(json.dumps(rec))
+        return EXIT_OK
+    about = f"about {args.target}" if args.target else "about all causes"
+    print(f"case {case.id}: leading cause {model.label(df.attrs['leading_cause'])} "
+          f"({df.attrs['leading_probability']:.0%}); expected information gain {about}"
+          + (", two-step lookahead" if args.lookahead == 2 else "")
+          + (f", score = gain - {args.cost_weight:g} x cost" if args.cost_weight else ""))
+    cur = df.attrs["currency"] or ""
+    print(f"  {'test':18s} {'gain (bits)':>11s} {'cost ' + cur:>10s} {'score':>8s}  what each result would do")
+    for r in tests.head(args.top).itertuples():
+        outs = "; ".join(f"{s} {o['p']:.0%} -> {next(iter(o['leading']))} {next(iter(o['leading'].values())):.0%}"
+                         for s, o in list(r.outcomes.items())[:4])
+        cost = f"{r.cost:10.2f}" if r.cost == r.cost else f"{'?':>10s}"
+        extra = f"  then {r.second_test}" if args.lookahead == 2 and getattr(r, "second_test", None) else ""
+        print(f"  {r.test:18s} {r.expected_information_gain_bits:11.3f} {cost} {r.score:8.3f}  {outs}{extra}")
+    if len(questions):
+        print("  questions (free, ask first):")
+        for r in questions.head(min(args.top, 6)).itertuples():
+            print(f"  {r.test:18s} {r.expected_information_gain_bits:11.3f}")
+    print(DISCLAIMER)
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .model import DISCLAIMER
+    from .next_test import render_plan
+
+    model = _load(args)
+    case, evidence = _one_case(args, model)
+    plan = model.plan(evidence=evidence, max_depth=args.max_depth, stop_probability=args.stop_probability,
+                      min_gain=args.min_gain, budget=args.budget, cost_weight=args.cost_weight)
+    if args.format == "json":
+        print(json.dumps({"case_id": case.id, **plan, "disclaimer": DISCLAIMER}))
+        return EXIT_OK
+    print(f"work-up plan for case {case.id}")
+    print(render_plan(plan, label=lambda v: v))
+    print(DISCLAIMER)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- priors
 
 
@@ -177,6 +267,9 @@ def cmd_priors_report(args: argparse.Namespace) -> int:
     print(f"\n{t['parameters']} parameters: {t['literature']} from the literature, "
           f"{t['expert_judgment']} expert judgment, {t['by_definition']} by definition; "
           f"{t['sources']} sources. Prior set {report['priors_sha256'][:12]}.")
+    from .model import DISCLAIMER
+
+    print(DISCLAIMER)
     return EXIT_OK
 
 
@@ -221,9 +314,12 @@ def cmd_cases(args: argparse.Namespace) -> int:
     from .evidence import read_case
     from .examples import example_path, list_examples
 
+    from .model import DISCLAIMER
+
     for name in list_examples():
         about = read_case(example_path(name)).about
         print(f"{name:40s} {about.get('expected_cause', ''):32s} {about.get('title', '')}")
+    print(DISCLAIMER)
     return EXIT_OK
 
 
@@ -249,6 +345,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-states", action="store_true", help="show how each input value became a model state")
     common(p)
     p.set_defaults(func=cmd_diagnose)
+
+    def one_case(p: argparse.ArgumentParser) -> None:
+        p.add_argument("case", nargs="?", metavar="CASE", help="a case file (YAML or JSON)")
+        p.add_argument("--example", metavar="NAME", help="a bundled example case instead of a file")
+
+    def nonneg(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not v >= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+        return v
+
+    def probability(text: str) -> float:
+        v = nonneg(text)
+        if not 0 < v <= 1:
+            raise argparse.ArgumentTypeError(f"{text!r} must lie in (0, 1]")
+        return v
+
+    n = sub.add_parser("next-test", help="rank the tests (and free questions) by expected information gain")
+    one_case(n)
+    n.add_argument("--format", choices=["table", "json"], default="table")
+    n.add_argument("--target", metavar="CAUSE", help="gain about one cause instead of all causes")
+    n.add_argument("--cost-weight", type=nonneg, default=0.0, metavar="L", help="score = gain - L x cost (default 0)")
+    n.add_argument("--lookahead", type=int, choices=[1, 2], default=1, help="2: exact best two-test policy")
+    n.add_argument("--top", type=int, default=10, help="rows to show in the table (default 10)")
+    common(n)
+    n.set_defaults(func=cmd_next_test)
+
+    pl = sub.add_parser("plan", help="a work-up plan: test -> outcome -> next test, until a stopping rule")
+    one_case(pl)
+    pl.add_argument("--format", choices=["tree", "json"], default="tree")
+    pl.add_argument("--max-depth", type=int, default=3, help="tests along any path (default 3)")
+    pl.add_argument("--stop-probability", type=probability, default=0.9,
+                    help="stop when the leading cause reaches this probability (default 0.9)")
+    pl.add_argument("--min-gain", type=nonneg, default=0.05, help="stop when no test gains this many bits")
+    pl.add_argument("--budget", type=nonneg, default=None, help="stop when the next test would exceed it")
+    pl.add_argument("--cost-weight", type=nonneg, default=0.0, metavar="L")
+    common(pl)
+    pl.set_defaults(func=cmd_plan)
 
     pr = sub.add_parser("priors", help="inspect and validate a prior set")
     prs = pr.add_subparsers(dest="priors_command", parser_class=_Parser)

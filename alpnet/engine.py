@@ -19,7 +19,7 @@ that, and nothing more:
   cancer) — is contracted with one ``numpy.einsum`` over the context axes into
   a vector over the cause space: the *context block*. It depends only on the
   evidence about those variables, so it is cached per context pattern, with
-  the contraction path cached per set of observed variables;
+  the contraction compiled once per set of observed variables (``opt_einsum``);
 * the posterior joint is ``block * prod(likelihood rows)``; its normaliser is
   P(evidence) and the cause marginals are one matrix product with ``bits``.
 
@@ -42,6 +42,7 @@ from collections import OrderedDict
 from typing import Mapping, Sequence
 
 import numpy as np
+import opt_einsum
 
 from .errors import AlpnetError, CaseError, EvidenceConflictError
 from .priors import PriorSet
@@ -165,10 +166,14 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ block
-    def _block(self, ev: Mapping[str, np.ndarray | int]) -> np.ndarray:
-        """Unnormalised P(context evidence, context-finding evidence, C) over the cause space."""
+    def _block(self, ev: Mapping[str, np.ndarray | int], keep: str | None = None) -> np.ndarray:
+        """Unnormalised P(context evidence, context-finding evidence, C) over the cause space.
+
+        With ``keep`` (a context variable or a finding with a context parent, not in the
+        evidence), its axis stays in the result: shape ``(n_states, 2^k)``.
+        """
         keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev]
-        cache_key = tuple((v, _freeze(ev[v])) for v in keys)
+        cache_key = (keep,) + tuple((v, _freeze(ev[v])) for v in keys)
         hit = self._block_cache.get(cache_key)
         if hit is not None:
             self._block_cache.move_to_end(cache_key)
@@ -184,25 +189,72 @@ class Engine:
             if v in ev:
                 operands.append(_indicator(ev[v], len(self.variables[v].states)))
                 subs.append(L[v])
+        extra = "z" if keep is not None and keep not in L else None  # a finding's own axis
+        letters_used = set("".join(subs))
+        if extra is not None:
+            extra = next(ch for ch in string.ascii_letters[::-1] if ch not in letters_used and ch not in L.values())
         for f in self.with_context:
-            if f in ev:
+            if f in ev or f == keep:
                 var = self.variables[f]
                 cpt = self.cpts[f]
+                if f == keep:
+                    operands.append(cpt)
+                    subs.append(extra + "".join(L[p] for p in var.parents))
+                    continue
                 e = ev[f]
                 sliced = cpt[e] if isinstance(e, int) else np.tensordot(e, cpt, axes=(0, 0))
                 operands.append(sliced)
                 subs.append("".join(L[p] for p in var.parents))
-        out = "".join(L[h] for h in self.hidden)
+        head = ""
+        if keep is not None:
+            head = L[keep] if keep in L else extra
+        out = head + "".join(L[h] for h in self.hidden)
         expr = ",".join(subs) + "->" + out
-        path = self._path_cache.get(expr)
-        if path is None:
-            path = np.einsum_path(expr, *operands, optimize="greedy")[0]
-            self._path_cache[expr] = path
-        block = np.einsum(expr, *operands, optimize=path).reshape(-1)
+        contract = self._path_cache.get(expr)
+        if contract is None:
+            contract = opt_einsum.contract_expression(expr, *[o.shape for o in operands], optimize="greedy")
+            self._path_cache[expr] = contract
+        block = contract(*operands)
+        block = block.reshape(len(self.variables[keep].states), -1) if keep is not None else block.reshape(-1)
         self._block_cache[cache_key] = block
         if len(self._block_cache) > 512:
             self._block_cache.popitem(last=False)
         return block
+
+    def outcome_joints(self, evidence: Evidence, variable: str) -> np.ndarray:
+        """``(n_states, 2^k)``: P(C = c, variable = state, evidence) for an unobserved variable.
+
+        One einsum for a context variable or a finding with a context parent; one
+        product with the likelihood table for a finding whose parents are all causes.
+        """
+        ev = self.normalise(evidence)
+        return self._outcome_joints(ev, variable)
+
+    def _outcome_joints(self, ev: Mapping[str, np.ndarray | int], variable: str) -> np.ndarray:
+        if variable in ev:
+            raise CaseError(f"{variable} is already in the evidence")
+        if variable in self.cause_only:
+            w, _ = self._joint(ev)
+            return w[None, :] * self.likelihood_table(variable)
+        if variable not in self.context and variable not in self.with_context:
+            raise CaseError(f"{variable!r} is not an observable variable")
+        J = self._block(ev, keep=variable).copy()
+        J *= self._cause_factor(ev)[None, :]
+        return J
+
+    def _cause_factor(self, ev: Mapping[str, np.ndarray | int]) -> np.ndarray:
+        """Product of the likelihoods of cause-only findings and evidence on hidden variables."""
+        w = np.ones(2**self.k)
+        for f in self.cause_only:
+            if f in ev:
+                tab = self.likelihood_table(f)
+                e = ev[f]
+                w *= tab[e] if isinstance(e, int) else e @ tab
+        for h in self.hidden:
+            if h in ev:
+                vec = _indicator(ev[h], 2)
+                w *= vec[self._bits_int[:, self.hidx[h]]]
+        return w
 
     # --------------------------------------------------------------- queries
     def joint(self, evidence: Evidence) -> tuple[np.ndarray, float]:
@@ -219,17 +271,7 @@ class Engine:
         return self._joint(ev)
 
     def _joint(self, ev: Mapping[str, np.ndarray | int]) -> tuple[np.ndarray, float]:
-        w = self._block(ev).copy()
-        for f in self.cause_only:
-            if f in ev:
-                tab = self.likelihood_table(f)
-                e = ev[f]
-                w *= tab[e] if isinstance(e, int) else e @ tab
-        for h in self.hidden:
-            if h in ev:
-                e = ev[h]
-                vec = _indicator(e, 2)
-                w *= vec[self._bits_int[:, self.hidx[h]]]
+        w = self._block(ev) * self._cause_factor(ev)
         return w, float(w.sum())
 
     def posterior(self, evidence: Evidence) -> dict[str, float]:
@@ -266,10 +308,12 @@ class Engine:
         if not z > 0:
             raise self._conflict_error(ev)
         states = self.variables[variable].states
-        if variable in self.cause_only and variable not in ev:
+        if variable in ev:
+            p = _indicator(ev[variable], len(states)).astype(float)
+        elif variable in self.cause_only:
             p = self.likelihood_table(variable) @ (w / z)
         else:
-            p = np.array([self._joint({**ev, variable: i})[1] for i in range(len(states))]) / z
+            p = self._outcome_joints(ev, variable).sum(axis=1) / z
         p = np.clip(p, 0.0, None)
         p = p / p.sum()
         return {s: float(x) for s, x in zip(states, p)}

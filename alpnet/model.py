@@ -144,6 +144,80 @@ class Model:
         ev = self._evidence(case, evidence)
         return self.engine.predictive(ev, variable)
 
+    @property
+    def ranker(self):
+        """The :class:`alpnet.next_test.TestRanker` of this model (built on first use)."""
+        if getattr(self, "_ranker", None) is None:
+            from .next_test import TestRanker
+
+            self._ranker = TestRanker(self)
+        return self._ranker
+
+    def rank_tests(self, case: Case | Mapping[str, Any] | None = None, *, evidence: Mapping[str, Any] | None = None,
+                   target: str | None = None, cost_weight: float = 0.0, lookahead: int = 1) -> pd.DataFrame:
+        """Rank every test and question not yet observed by its value.
+
+        Parameters
+        ----------
+        case, evidence
+            As in :meth:`diagnose` (one of the two).
+        target : str, optional
+            Rank by the information about this one cause instead of the joint of all causes.
+        cost_weight : float, default 0
+            lambda in ``score = gain - lambda * cost`` (cost in the prior set's currency).
+        lookahead : {1, 2}
+            With 2, the exact best two-test policy: the second test is chosen after seeing the
+            first one's outcome; ``expected_information_gain_bits`` and ``score`` are then the
+            two-step values and ``second_test`` maps each outcome to the second test.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per candidate, tests first (best score first), then questions (best
+            gain first, ``kind == "question"``, free). Columns ``test, kind, label,
+            expected_information_gain_bits, cost, burden, score, gain_per_cost,
+            expected_change_leading, outcomes`` where ``outcomes`` maps each state to its
+            predictive probability ``p`` and the posterior of the leading causes after it.
+            A blood test's cost includes the blood draw. ``attrs`` holds the current
+            entropy, leading cause and settings.
+
+        Examples
+        --------
+        >>> import alpnet
+        >>> model = alpnet.load_model()
+        >>> ranking = model.rank_tests(evidence={"age": "55_to_69", "sex": "male", "alp": "moderate"})
+        >>> ranking.iloc[0]["test"] in {"ggt", "alp_isoenzymes", "five_nt", "bone_alp"}
+        True
+        """
+        ev = self._evidence(case, evidence)
+        df = self.ranker.rank(ev, target=target, cost_weight=cost_weight, lookahead=lookahead)
+        df.attrs["model"] = self.version_info
+        return df
+
+    def plan(self, case: Case | Mapping[str, Any] | None = None, *, evidence: Mapping[str, Any] | None = None,
+             max_depth: int = 3, stop_probability: float = 0.9, min_gain: float = 0.05,
+             budget: float | None = None, cost_weight: float = 0.0) -> dict[str, Any]:
+        """A work-up plan: a decision tree of tests and questions until a stopping rule.
+
+        At every node the best free question is asked first if its gain reaches
+        ``min_gain``; otherwise the best affordable test by ``gain - cost_weight * cost``.
+        A branch stops when the leading cause reaches ``stop_probability``, no test's gain
+        reaches ``min_gain`` (or, with a cost weight, is worth its cost), the ``budget`` is
+        spent, or ``max_depth`` is reached.
+
+        Returns
+        -------
+        dict
+            ``tree`` (nested: ``test``/``ask``, ``outcomes`` -> state -> ``{"p", "next"}``,
+            or ``stop`` with the reason), ``expected_cost``,
+            ``expected_final_leading_probability``, ``currency``, ``settings``, ``model``.
+        """
+        ev = self._evidence(case, evidence)
+        out = self.ranker.plan(ev, max_depth=max_depth, stop_probability=stop_probability, min_gain=min_gain,
+                               budget=budget, cost_weight=cost_weight)
+        out["model"] = self.version_info
+        return out
+
     def to_pgmpy(self) -> "DiscreteBayesianNetwork":
         """The pgmpy ``DiscreteBayesianNetwork`` the answers come from (imports pgmpy)."""
         from .network import to_pgmpy

@@ -33,6 +33,8 @@ __all__ = [
     "load_priors",
     "bundled_priors_path",
     "SPECIAL_SOURCES",
+    "is_test",
+    "is_question",
 ]
 
 #: Source ids that are not bibliography entries.
@@ -157,6 +159,7 @@ class PriorSet:
     sha256: str
     columns: dict[str, list[str]] = field(default_factory=dict)
     overrides: dict[str, float] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def causes(self) -> list[str]:
@@ -393,6 +396,8 @@ class _Loader:
             self.errors.add(file, key, f"probability {value} is outside [0, 1]")
         if kind == "ratio" and value <= 0:
             self.errors.add(file, key, f"ratio {value} must be > 0")
+        if kind == "quantity" and value < 0:
+            self.errors.add(file, key, f"{value} must not be negative")
         rng = self._range(spec.get("range"), value, file, key + ".range", kind)
         if rng is None:
             return None
@@ -496,6 +501,7 @@ class _Loader:
         context_doc = _read_yaml(f / "context.yaml", "priors/context.yaml", self.errors) or {}
         causes_doc = _read_yaml(f / "causes.yaml", "priors/causes.yaml", self.errors) or {}
         reference = _read_yaml(f / "reference.yaml", "priors/reference.yaml", self.errors) or {}
+        costs_doc = _read_yaml(f / "costs.yaml", "priors/costs.yaml", self.errors) if (f / "costs.yaml").is_file() else None
         finding_docs = []
         fdir = f / "findings"
         if not fdir.is_dir():
@@ -546,6 +552,7 @@ class _Loader:
         variables = {n: variables[n] for n in order}
 
         _validate_reference(reference, variables, self)
+        costs = self._costs(costs_doc, variables) if costs_doc is not None else {}
 
         for file, key, src in self.source_refs:
             if src in SPECIAL_SOURCES:
@@ -569,7 +576,54 @@ class _Loader:
             reference=reference,
             sha256=_hash_folder(f),
             columns=self.columns,
+            costs=costs,
         )
+
+    def _costs(self, doc: Any, variables: dict[str, Variable]) -> dict[str, Any]:
+        file = "priors/costs.yaml"
+        if not isinstance(doc, Mapping):
+            self.errors.add(file, "(file)", "must be a mapping with currency, draw and tests")
+            return {}
+        currency = doc.get("currency")
+        if not isinstance(currency, str) or not currency:
+            self.errors.add(file, "currency", "is missing (one currency for every cost)")
+        draws: dict[str, dict[str, Any]] = {}
+        for name, spec in (doc.get("draw") or {}).items():
+            if not isinstance(spec, Mapping):
+                self.errors.add(file, f"draw.{name}", "must be a mapping with cost and burden")
+                continue
+            draws[str(name)] = {
+                "cost": self.scalar(spec.get("cost"), f"cost.draw.{name}", file, f"draw.{name}.cost", "quantity"),
+                "burden": self.scalar(spec.get("burden"), f"burden.draw.{name}", file, f"draw.{name}.burden", "quantity"),
+            }
+        tests: dict[str, dict[str, Any]] = {}
+        entries = doc.get("tests") or {}
+        for name, spec in entries.items():
+            name = str(name)
+            key = f"tests.{name}"
+            var = variables.get(name)
+            if var is None or var.kind != "finding":
+                self.errors.add(file, key, "is not a finding of this prior set")
+                continue
+            if not isinstance(spec, Mapping):
+                self.errors.add(file, key, "must be a mapping with cost (and draw or burden)")
+                continue
+            draw = spec.get("draw")
+            if draw is not None and draw not in draws:
+                self.errors.add(file, f"{key}.draw", f"unknown draw {draw!r}; accepted: {', '.join(draws)}")
+                continue
+            burden = spec.get("burden")
+            tests[name] = {
+                "cost": self.scalar(spec.get("cost"), f"cost.{name}", file, f"{key}.cost", "quantity"),
+                "burden": None if burden is None else self.scalar(burden, f"burden.{name}", file, f"{key}.burden", "quantity"),
+                "draw": draw,
+            }
+            if burden is None and draw is None:
+                self.errors.add(file, f"{key}.burden", "is missing (or give a draw whose burden applies)")
+        for name, var in variables.items():
+            if var.kind == "finding" and is_test(var) and name not in tests:
+                self.errors.add(file, f"tests.{name}", "is missing: every test needs a cost")
+        return {"currency": currency, "draws": draws, "tests": tests}
 
     def _context(self, doc: Any, variables: dict[str, Variable]) -> None:
         file = "priors/context.yaml"
@@ -850,6 +904,18 @@ class _Loader:
 
 
 # --------------------------------------------------------------------------- reference.yaml
+
+
+def is_test(var: Variable) -> bool:
+    """A test costs something: every ``labs`` and ``tests`` finding except the ALP itself."""
+    key = str(var.case_key or "")
+    return var.kind == "finding" and (key.startswith("labs.") or key.startswith("tests.")) and var.name != "alp"
+
+
+def is_question(var: Variable) -> bool:
+    """A question is free: a ``symptoms`` or ``history`` key."""
+    key = str(var.case_key or "")
+    return key.startswith("symptoms.") or key.startswith("history.")
 
 
 def _validate_reference(ref: Any, variables: dict[str, Variable], ld: _Loader) -> None:

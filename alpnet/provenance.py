@@ -50,6 +50,7 @@ def priors_report(pset: PriorSet) -> dict[str, Any]:
         "by_definition": uses.get("by-definition", 0),
         "sources": len(pset.sources),
         "priors_sha256": pset.sha256,
+        "disclaimer": "alpnet is for research and teaching, not for clinical decisions.",
         "table": table,
         "bibliography": bibliography,
     }

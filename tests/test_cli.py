@@ -192,3 +192,23 @@ def test_impossible_case_names_the_conflicting_findings(capsys, tmp_path):
     code, out, err = run(capsys, "diagnose", str(case))
     assert code == 2 and out == ""
     assert "impossible" in err and "age=under_2" in err and "pregnant=trimester_3" in err
+
+
+from .test_evidence import test_bad_input_names_key_value_and_what_is_accepted as _bad  # noqa: E402
+
+BAD_INPUT = [(p.args if hasattr(p, "args") else p) for p in _bad.pytestmark[0].args[1]]
+
+
+@pytest.mark.parametrize("case, message", BAD_INPUT)
+def test_every_bad_input_rule_through_the_cli(capsys, tmp_path, case, message):
+    """Each rule of case-format.md §2: exit code 2, one line naming key, value and what is accepted."""
+    import re
+
+    import yaml
+
+    path = tmp_path / "case.yaml"
+    path.write_text(yaml.safe_dump(case))
+    code, out, err = run(capsys, "diagnose", str(path))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert re.search(message, err), err
