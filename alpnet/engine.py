@@ -31,8 +31,10 @@ reference the test suite compares this engine with.
 Limits
 ------
 The cause space costs ``2^k * 8`` bytes per vector and the likelihood tables
-``2^k * 8`` bytes per finding state. :data:`MAX_HIDDEN` bounds ``k``; a prior set
-with more causes is refused with a clear error (see :class:`Engine`).
+``2^k * 8`` bytes per finding state. :data:`MAX_HIDDEN` bounds ``k``. A prior set
+with more causes is answered by pgmpy's exact inference, with a warning, when its
+largest table fits in memory, and refused with an error naming the limit otherwise
+(:func:`alpnet.reference_engine.choose_engine`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Engine:
         self._letter = {n: letters[i] for i, n in enumerate(names)}
         self._block_cache: OrderedDict = OrderedDict()
         self._path_cache: dict = {}
+        self._ones: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ tables
     def likelihood_table(self, finding: str) -> np.ndarray:
@@ -185,26 +188,33 @@ class Engine:
             var = self.variables[name]
             operands.append(self.cpts[name])
             subs.append(L[name] + "".join(L[p] for p in var.parents))
+        # every context variable gets a likelihood vector (ones when unobserved) and every finding
+        # with a context parent a factor (ones when unobserved), so that one compiled contraction
+        # serves every evidence pattern
         for v in self.context:
-            if v in ev:
-                operands.append(_indicator(ev[v], len(self.variables[v].states)))
-                subs.append(L[v])
+            if v == keep:
+                continue
+            n = len(self.variables[v].states)
+            operands.append(_indicator(ev[v], n) if v in ev else np.ones(n))
+            subs.append(L[v])
         extra = "z" if keep is not None and keep not in L else None  # a finding's own axis
         letters_used = set("".join(subs))
         if extra is not None:
             extra = next(ch for ch in string.ascii_letters[::-1] if ch not in letters_used and ch not in L.values())
         for f in self.with_context:
-            if f in ev or f == keep:
-                var = self.variables[f]
-                cpt = self.cpts[f]
-                if f == keep:
-                    operands.append(cpt)
-                    subs.append(extra + "".join(L[p] for p in var.parents))
-                    continue
+            var = self.variables[f]
+            cpt = self.cpts[f]
+            if f == keep:
+                operands.append(cpt)
+                subs.append(extra + "".join(L[p] for p in var.parents))
+                continue
+            if f in ev:
                 e = ev[f]
                 sliced = cpt[e] if isinstance(e, int) else np.tensordot(e, cpt, axes=(0, 0))
-                operands.append(sliced)
-                subs.append("".join(L[p] for p in var.parents))
+            else:
+                sliced = self._ones_like_parents(f)
+            operands.append(sliced)
+            subs.append("".join(L[p] for p in var.parents))
         head = ""
         if keep is not None:
             head = L[keep] if keep in L else extra
@@ -220,6 +230,13 @@ class Engine:
         if len(self._block_cache) > 512:
             self._block_cache.popitem(last=False)
         return block
+
+    def _ones_like_parents(self, finding: str) -> np.ndarray:
+        ones = self._ones.get(finding)
+        if ones is None:
+            ones = np.ones(self.cpts[finding].shape[1:])
+            self._ones[finding] = ones
+        return ones
 
     def outcome_joints(self, evidence: Evidence, variable: str) -> np.ndarray:
         """``(n_states, 2^k)``: P(C = c, variable = state, evidence) for an unobserved variable.
@@ -288,6 +305,20 @@ class Engine:
             raise self._conflict_error(ev)
         marg = (w @ self.bits) / z
         return {h: float(np.clip(marg[i], 0.0, 1.0)) for i, h in enumerate(self.hidden)}
+
+    def posterior_many(self, evidences: list[Evidence]) -> np.ndarray:
+        """Posteriors for many evidence sets at once, shape ``(n, n_hidden)``.
+
+        Cases that share a context pattern share its cached context block; an impossible
+        evidence set gives a row of NaN instead of stopping the batch.
+        """
+        out = np.full((len(evidences), self.k), np.nan)
+        for i, evidence in enumerate(evidences):
+            ev = self.normalise(evidence)
+            w, z = self._joint(ev)
+            if z > 0:
+                out[i] = (w @ self.bits) / z
+        return out
 
     def prior(self, evidence: Evidence) -> dict[str, float]:
         """P(hidden variable present | the context part of the evidence only)."""

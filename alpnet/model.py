@@ -10,7 +10,7 @@ import pandas as pd
 from . import __version__
 from .cpt import build_cpts
 from .engine import Engine
-from .errors import CaseError
+from .errors import AlpnetError, CaseError
 from .evidence import Case, StateMapping, case_from_mapping, case_to_evidence
 from .priors import PriorSet, load_priors
 
@@ -37,9 +37,10 @@ class Model:
     """
 
     def __init__(self, priors: PriorSet):
+        from .reference_engine import choose_engine
+
         self.priors = priors
-        self.cpts = build_cpts(priors)
-        self.engine = Engine(priors, self.cpts)
+        self.cpts, self.engine = choose_engine(priors, build_cpts)
 
     # --------------------------------------------------------------- names
     @property
@@ -150,6 +151,9 @@ class Model:
         if getattr(self, "_ranker", None) is None:
             from .next_test import TestRanker
 
+            if not isinstance(self.engine, Engine):
+                raise AlpnetError("ranking tests needs alpnet's exact enumeration engine; this prior set has more "
+                                  "causes than its limit (see alpnet.engine.MAX_HIDDEN)")
             self._ranker = TestRanker(self)
         return self._ranker
 

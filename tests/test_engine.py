@@ -115,14 +115,16 @@ def _pgmpy_marginals(infer, hidden, evidence):
 
 
 def test_engine_agrees_with_pgmpy_variable_elimination(model, rng):
-    """Every cause posterior equals pgmpy's exact inference to 1e-9 (hard evidence, partial context)."""
+    """Every cause posterior and every unobserved test's predictive distribution equal pgmpy's
+    exact inference to 1e-9, over 500 random evidence sets with partial context."""
     from pgmpy.inference import VariableElimination
 
     infer = VariableElimination(model.to_pgmpy())
     hidden = model.priors.hidden
+    tests = [n for n, v in model.priors.variables.items() if v.kind == "finding"]
     checked = 0
     attempts = 0
-    while checked < 220 and attempts < 600:
+    while checked < 500 and attempts < 1500:
         attempts += 1
         ev = random_evidence(model, rng, p_observe=float(rng.uniform(0.05, 0.5)), soft=False)
         try:
@@ -132,8 +134,14 @@ def test_engine_agrees_with_pgmpy_variable_elimination(model, rng):
         want = _pgmpy_marginals(infer, hidden, ev)
         for h in hidden:
             assert abs(got[h] - want[h]) < 1e-9, (h, ev)
+        for t in [t for t in tests if t not in ev]:
+            q = infer.query(variables=[t], evidence=ev, show_progress=False)
+            ref = dict(zip(q.state_names[t], q.values / q.values.sum()))
+            pred = model.engine.predictive(ev, t)
+            for state, pr in pred.items():
+                assert abs(pr - ref[state]) < 1e-9, (t, state, ev)
         checked += 1
-    assert checked >= 200
+    assert checked >= 500
 
 
 def test_engine_agrees_with_pgmpy_on_set_evidence(model, rng):
@@ -185,3 +193,37 @@ def test_block_cache_does_not_change_answers(mini):
     b = mini.engine.posterior(ev2)
     a2 = mini.engine.posterior(ev1)
     assert a == a2 and a != b
+
+
+def test_above_the_cause_limit_pgmpy_answers_with_a_warning(monkeypatch, mini):
+    import alpnet
+    import alpnet.engine as engine_module
+    from alpnet.reference_engine import PgmpyEngine
+
+    from .conftest import MINI
+
+    monkeypatch.setattr(engine_module, "MAX_HIDDEN", 2)  # the tiny set has 3 hidden variables
+    with pytest.warns(RuntimeWarning, match="above the exact engine's limit of 2"):
+        fallback = alpnet.load_model(MINI)
+    assert isinstance(fallback.engine, PgmpyEngine)
+    ev = {"level": "high", "ache": "true", "sex": "male"}
+    a = fallback.diagnose(evidence=ev).set_index("cause")
+    b = mini.diagnose(evidence=ev).set_index("cause")
+    for cause in mini.causes:
+        assert a.loc[cause, "posterior"] == pytest.approx(b.loc[cause, "posterior"], abs=1e-9)
+        assert a.loc[cause, "prior"] == pytest.approx(b.loc[cause, "prior"], abs=1e-9)
+    with pytest.raises(alpnet.AlpnetError, match="needs alpnet's exact enumeration engine"):
+        fallback.rank_tests(evidence=ev)
+
+
+def test_above_the_memory_limit_alpnet_stops_with_the_limit_named(monkeypatch):
+    import alpnet
+    import alpnet.engine as engine_module
+    import alpnet.reference_engine as ref
+
+    from .conftest import MINI
+
+    monkeypatch.setattr(engine_module, "MAX_HIDDEN", 2)
+    monkeypatch.setattr(ref, "MEMORY_LIMIT_BYTES", 100)
+    with pytest.raises(alpnet.AlpnetError, match=r"above alpnet's exact engine limit of 2.*limit 0.0 GB"):
+        alpnet.load_model(MINI)
