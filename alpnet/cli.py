@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def _parse_params(items: Sequence[str] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items or []:
-        pid, sep, value = item.partition("=")
+        pid, sep, value = item.rpartition("=")
         if not sep or not pid:
             raise AlpnetError(f"--param {item!r}: expected ID=VALUE, e.g. --param 'paget.link[...]=0.2'")
         try:
@@ -148,13 +148,31 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         except AlpnetError as exc:
             raise AlpnetError(f"{p}: {exc}") from None
         prepared.append((case, table, mappings))
+    uncertain = {}
+    if args.uncertainty:
+        from .uncertainty import posterior_uncertainty
+
+        if args.draws < 2:
+            raise AlpnetError(f"--draws {args.draws}: must be >= 2")
+        if not 0 < args.level < 1:
+            raise AlpnetError(f"--level {args.level}: must lie strictly between 0 and 1")
+        for case, table, _ in prepared:
+            uncertain[id(case)] = posterior_uncertainty(model, table.attrs["evidence"], draws=args.draws,
+                                                        seed=args.seed, level=args.level)
     out = sys.stdout
     if args.format == "json":
         for case, table, mappings in prepared:
-            print(json.dumps(_diagnose_record(model, case, table, mappings, args.show_states)), file=out)
+            rec = _diagnose_record(model, case, table, mappings, args.show_states)
+            if id(case) in uncertain:
+                rec["uncertainty"] = uncertain[id(case)].to_dict()
+            print(json.dumps(rec), file=out)
     else:
+        from .cli_analysis import print_uncertainty
+
         for case, table, mappings in prepared:
             _print_table(model, case, table, mappings, args.show_states, out)
+            if id(case) in uncertain:
+                print_uncertainty(model, uncertain[id(case)], out)
         print(DISCLAIMER, file=out)
     return EXIT_OK
 
@@ -343,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", action="append", metavar="NAME", help="a bundled example case (see `alpnet cases`)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--show-states", action="store_true", help="show how each input value became a model state")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="credible intervals from parameter draws matched to each number's range")
+    p.add_argument("--draws", type=int, default=200, help="parameter draws for --uncertainty (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--level", type=float, default=0.95, help="credible level (default 0.95)")
     common(p)
     p.set_defaults(func=cmd_diagnose)
 
@@ -412,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cases", help="list the bundled example cases")
     c.set_defaults(func=cmd_cases)
+
+    from .cli_analysis import register as register_analysis
+
+    register_analysis(sub, common, one_case)
     return parser
 
 

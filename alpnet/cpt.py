@@ -58,33 +58,54 @@ def _configs(variables: Mapping[str, Variable], parents: list[str]):
     return itertools.product(*[variables[p].states for p in parents])
 
 
+def _matching(var: Variable, key: str, rows: list[Row], variables: Mapping[str, Variable],
+              first: bool) -> list:
+    """Per parent configuration (C order), the index of the first matching row or all matching rows.
+
+    The structure of a prior set never changes while its numbers do (overrides, sensitivity,
+    redraws), so the matching is computed once per variable and kept on it as indices.
+    """
+    cache = var.__dict__.setdefault("_matching_cache", {})
+    hit = cache.get(key)
+    if hit is None:
+        hit = []
+        for combo in _configs(variables, var.parents):
+            config = dict(zip(var.parents, combo))
+            found = [i for i, r in enumerate(rows) if r.matches(config)]
+            hit.append(found[0] if first else found)
+        cache[key] = hit
+    return hit
+
+
 def _rows_table(var: Variable, rows: list[Row], variables: Mapping[str, Variable]) -> np.ndarray:
     shape = [len(var.states)] + [len(variables[p].states) for p in var.parents]
-    table = np.zeros(shape)
-    for idx, combo in zip(itertools.product(*[range(n) for n in shape[1:]]), _configs(variables, var.parents)):
-        config = dict(zip(var.parents, combo))
-        row = next(r for r in rows if r.matches(config))
-        table[(slice(None),) + idx] = _vector(row.value, var.states)
-    return table
+    vectors = [_vector(r.value, var.states) for r in rows]
+    which = _matching(var, "rows", rows, variables, first=True)
+    table = np.stack([vectors[i] for i in which], axis=1) if which else np.zeros((shape[0], 0))
+    return table.reshape(shape)
 
 
 def _cause_table(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
     spec = var.spec
     shape = [2] + [len(variables[p].states) for p in var.parents]
-    table = np.zeros(shape)
-    for idx, combo in zip(itertools.product(*[range(n) for n in shape[1:]]), _configs(variables, var.parents)):
-        config = dict(zip(var.parents, combo))
-        base = next(r for r in spec["baseline"] if r.matches(config)).value.value
+    base_of = _matching(var, "baseline", spec["baseline"], variables, first=True)
+    rr_of = _matching(var, "relative_risks", spec["relative_risks"], variables, first=False)
+    link_of = _matching(var, "links", spec["links"], variables, first=False)
+    base_v = [r.value.value for r in spec["baseline"]]
+    rr_v = [r.value.value for r in spec["relative_risks"]]
+    link_v = [r.value.value for r in spec["links"]]
+    cap = spec["cap"]
+    present = np.empty(len(base_of))
+    for j, (b, rrs, links) in enumerate(zip(base_of, rr_of, link_of)):
+        base = base_v[b]
         rr = 1.0
-        for r in spec["relative_risks"]:
-            if r.matches(config):
-                rr *= r.value.value
-        q_absent = 1.0 - min(spec["cap"], base * rr) if base * rr > 0 else 1.0
-        for r in spec["links"]:
-            if r.matches(config):
-                q_absent *= 1.0 - r.value.value
-        table[(1,) + idx] = 1.0 - q_absent
-        table[(0,) + idx] = q_absent
+        for i in rrs:
+            rr *= rr_v[i]
+        q_absent = 1.0 - min(cap, base * rr) if base * rr > 0 else 1.0
+        for i in links:
+            q_absent *= 1.0 - link_v[i]
+        present[j] = 1.0 - q_absent
+    table = np.stack([1.0 - present, present]).reshape(shape)
     return table
 
 
@@ -94,6 +115,18 @@ def _parent_bits(n: int) -> np.ndarray:
         return np.zeros((1, 0), dtype=bool)
     grid = np.indices((2,) * n).reshape(n, -1).T
     return grid.astype(bool)
+
+
+def _product_over_parents(base: np.ndarray, factors: list[np.ndarray]) -> np.ndarray:
+    """``base * prod(factors[i] for every active parent i)`` for all 2^n parent configurations.
+
+    Grown one parent at a time, each step doubling the array (first parent slowest, as in
+    :func:`_parent_bits`): about 2 * 2^n products of ``base``'s size in all.
+    """
+    out = np.asarray(base, dtype=float)[None, ...]
+    for f in reversed(factors):
+        out = np.stack([out, out * f[None, ...]], axis=0).reshape((-1,) + base.shape)
+    return out
 
 
 def _check_binary_parents(var: Variable, variables: Mapping[str, Variable]) -> list[int]:
@@ -121,17 +154,14 @@ def _noisy_max_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
         return c[a + 1] - c[b]
 
     n = len(var.parents)
-    bits = _parent_bits(n)
-    G = np.broadcast_to(window(leak), (bits.shape[0], k - z, z + 1)).copy()
-    for i, q in enumerate(links):
-        Gi = window(q)
-        G = np.where(bits[:, i, None, None], G * Gi, G)
+    n_cfg = 2**n
+    G = _product_over_parents(window(leak), [window(q) for q in links])
     # point masses of (U = a, D = b): difference the 'window' probabilities
-    Gp = np.zeros((bits.shape[0], k - z + 1, z + 2))
+    Gp = np.zeros((n_cfg, k - z + 1, z + 2))
     Gp[:, 1:, : z + 1] = G  # Gp[:, a-z+1, b] = G(a, b); Gp[:, 0, :] = G(z-1, .) = 0; Gp[:, :, z+1] = G(., z+1) = 0
     pmf = Gp[:, 1:, :-1] - Gp[:, :-1, :-1] - Gp[:, 1:, 1:] + Gp[:, :-1, 1:]
     pmf = np.clip(pmf, 0.0, None)  # (cfg, a, b) with a = z..k-1, b = 0..z
-    out = np.zeros((bits.shape[0], k))
+    out = np.zeros((n_cfg, k))
     out[:, z] += pmf[:, 0, z]
     for ai in range(1, k - z):  # up only
         out[:, z + ai] += pmf[:, ai, z]
@@ -166,17 +196,15 @@ def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
     leak = _vector(spec["leak"], emit_states)
     links = [_vector(spec["links"][p], emit_states) for p in var.parents]
     n = len(var.parents)
-    bits = _parent_bits(n)
-    Hprod = np.broadcast_to(H(leak), (bits.shape[0], subsets.shape[0])).copy()
-    for i, q in enumerate(links):
-        Hprod = np.where(bits[:, i, None], Hprod * H(q), Hprod)
+    n_cfg = 2**n
+    Hprod = _product_over_parents(H(leak), [H(q) for q in links])
     # Moebius inversion: P(set == S) = sum_{T subset S} (-1)^{|S|-|T|} H(T)
     sizes = subsets.sum(axis=1)
     sub = (~subsets[:, None, :] | subsets[None, :, :]).all(axis=2)  # sub[T, S]: T subset of S
     sign = (-1.0) ** (sizes[None, :] - sizes[:, None])
     M = np.where(sub, sign, 0.0)  # (T, S)
     pset = np.clip(Hprod @ M, 0.0, None)  # (cfg, S)
-    out = np.zeros((bits.shape[0], len(states)))
+    out = np.zeros((n_cfg, len(states)))
     for si, S in enumerate(subsets):
         size = int(S.sum())
         if size == 0:

@@ -19,9 +19,15 @@ that, and nothing more:
   cancer) — is contracted with one ``numpy.einsum`` over the context axes into
   a vector over the cause space: the *context block*. It depends only on the
   evidence about those variables, so it is cached per context pattern, with
-  the contraction compiled once per set of observed variables (``opt_einsum``);
+  the contraction compiled once per pattern of observed variables (``opt_einsum``),
+  with each variable observed as one state sliced out of every table first;
 * the posterior joint is ``block * prod(likelihood rows)``; its normaliser is
-  P(evidence) and the cause marginals are one matrix product with ``bits``.
+  P(evidence). The cause marginals are folded out of it (:func:`marginals`): sum
+  the upper half for the first cause, add the halves, repeat — about 2 * 2^k
+  additions in all, with no BLAS call whose threads would fight over two cores;
+* for ranking tests, :meth:`Engine.conditional_table` gives P(variable | C, e) for
+  a question or a test with a context parent. The findings' likelihoods cancel
+  in it, so it depends on the context evidence only and is cached with the block.
 
 Zero probabilities stay exact zeros (a man is never pregnant), which is how
 impossible evidence is detected and named (:meth:`Engine.conflicting`).
@@ -49,7 +55,7 @@ import opt_einsum
 from .errors import AlpnetError, CaseError, EvidenceConflictError
 from .priors import PriorSet
 
-__all__ = ["Engine", "Evidence", "MAX_HIDDEN"]
+__all__ = ["Engine", "Evidence", "MAX_HIDDEN", "marginals", "row_marginals"]
 
 #: Largest number of hidden binary variables (causes + leak) the engine enumerates.
 #: 2^20 configurations: 8 MB per vector; likelihood tables for ~90 finding states
@@ -102,7 +108,8 @@ class Engine:
         self._letter = {n: letters[i] for i, n in enumerate(names)}
         self._block_cache: OrderedDict = OrderedDict()
         self._path_cache: dict = {}
-        self._ones: dict[str, np.ndarray] = {}
+        self._cond_cache: OrderedDict = OrderedDict()
+        self._columns: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ tables
     def likelihood_table(self, finding: str) -> np.ndarray:
@@ -118,6 +125,18 @@ class Engine:
             tab = np.ascontiguousarray(cpt.reshape(cpt.shape[0], -1)[:, col])
             self._lik[finding] = tab
         return tab
+
+    def _gather(self, finding: str, cpt: np.ndarray, e: np.ndarray | int) -> np.ndarray:
+        """Likelihood of evidence ``e`` on a cause-only finding, over the cause space, from ``cpt``."""
+        col = self._columns.get(finding)
+        if col is None:
+            col = np.zeros(2**self.k, dtype=np.int64)
+            for p in self.variables[finding].parents:
+                col = col * 2 + self._bits_int[:, self.hidx[p]]
+            self._columns[finding] = col
+        flat = cpt.reshape(cpt.shape[0], -1)
+        row = flat[e] if isinstance(e, (int, np.integer)) else np.asarray(e) @ flat
+        return row[col]
 
     # ---------------------------------------------------------------- evidence
     def normalise(self, evidence: Evidence) -> dict[str, np.ndarray | int]:
@@ -174,6 +193,13 @@ class Engine:
 
         With ``keep`` (a context variable or a finding with a context parent, not in the
         evidence), its axis stays in the result: shape ``(n_states, 2^k)``.
+
+        A context variable observed as one state is *sliced*: its axis is removed from
+        every table that has it, so the contraction never sums over states the evidence
+        rules out (age alone has eight). Soft evidence on a context variable is a
+        likelihood vector; a finding with a context parent that is not observed sums to
+        one and is left out. The contraction path is compiled once per pattern of which
+        variables are sliced, weighted or left open, and cached.
         """
         keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev]
         cache_key = (keep,) + tuple((v, _freeze(ev[v])) for v in keys)
@@ -181,62 +207,69 @@ class Engine:
         if hit is not None:
             self._block_cache.move_to_end(cache_key)
             return hit
-        operands: list[np.ndarray] = []
-        subs: list[str] = []
-        L = self._letter
-        for name in self.context + self.hidden:
-            var = self.variables[name]
-            operands.append(self.cpts[name])
-            subs.append(L[name] + "".join(L[p] for p in var.parents))
-        # every context variable gets a likelihood vector (ones when unobserved) and every finding
-        # with a context parent a factor (ones when unobserved), so that one compiled contraction
-        # serves every evidence pattern
-        for v in self.context:
-            if v == keep:
-                continue
-            n = len(self.variables[v].states)
-            operands.append(_indicator(ev[v], n) if v in ev else np.ones(n))
-            subs.append(L[v])
-        extra = "z" if keep is not None and keep not in L else None  # a finding's own axis
-        letters_used = set("".join(subs))
-        if extra is not None:
-            extra = next(ch for ch in string.ascii_letters[::-1] if ch not in letters_used and ch not in L.values())
-        for f in self.with_context:
-            var = self.variables[f]
-            cpt = self.cpts[f]
-            if f == keep:
-                operands.append(cpt)
-                subs.append(extra + "".join(L[p] for p in var.parents))
-                continue
-            if f in ev:
-                e = ev[f]
-                sliced = cpt[e] if isinstance(e, int) else np.tensordot(e, cpt, axes=(0, 0))
-            else:
-                sliced = self._ones_like_parents(f)
-            operands.append(sliced)
-            subs.append("".join(L[p] for p in var.parents))
-        head = ""
-        if keep is not None:
-            head = L[keep] if keep in L else extra
-        out = head + "".join(L[h] for h in self.hidden)
-        expr = ",".join(subs) + "->" + out
-        contract = self._path_cache.get(expr)
-        if contract is None:
-            contract = opt_einsum.contract_expression(expr, *[o.shape for o in operands], optimize="greedy")
-            self._path_cache[expr] = contract
-        block = contract(*operands)
-        block = block.reshape(len(self.variables[keep].states), -1) if keep is not None else block.reshape(-1)
+        block = self._contract_block(ev, keep, self.cpts)
         self._block_cache[cache_key] = block
         if len(self._block_cache) > 512:
             self._block_cache.popitem(last=False)
         return block
 
-    def _ones_like_parents(self, finding: str) -> np.ndarray:
-        ones = self._ones.get(finding)
-        if ones is None:
-            ones = np.ones(self.cpts[finding].shape[1:])
-            self._ones[finding] = ones
-        return ones
+    def _contract_block(self, ev: Mapping[str, np.ndarray | int], keep: str | None,
+                        cpts: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The context block for ``ev`` with the given tables (no caching)."""
+        L = self._letter
+        hard = {v: int(ev[v]) for v in self.context if v in ev and isinstance(ev[v], (int, np.integer))}
+
+        def axes_of(names: Sequence[str]) -> tuple[tuple, str]:
+            index = tuple(hard[a] if a in hard else slice(None) for a in names)
+            return index, "".join(L[a] for a in names if a not in hard)
+
+        operands: list[np.ndarray] = []
+        subs: list[str] = []
+        scale = 1.0
+
+        def add(array: np.ndarray, names: Sequence[str], head: str = "") -> None:
+            nonlocal scale
+            index, sub = axes_of(names)
+            sliced = array[(slice(None),) + index] if head else array[index]
+            sub = head + sub
+            if sub:
+                operands.append(np.asarray(sliced))
+                subs.append(sub)
+            else:
+                scale *= float(sliced)
+
+        for name in self.context + self.hidden:
+            add(cpts[name], [name] + list(self.variables[name].parents))
+        for v in self.context:
+            if v in ev and v not in hard:
+                operands.append(np.asarray(ev[v], dtype=float))
+                subs.append(L[v])
+        extra = ""
+        if keep is not None and keep not in L:
+            used = set(L.values())
+            extra = next(ch for ch in string.ascii_letters[::-1] if ch not in used)
+        for f in self.with_context:
+            var = self.variables[f]
+            cpt = cpts[f]
+            if f == keep:
+                add(cpt, list(var.parents), head=extra)
+            elif f in ev:
+                e = ev[f]
+                add(cpt[e] if isinstance(e, int) else np.tensordot(e, cpt, axes=(0, 0)), list(var.parents))
+        head = (L[keep] if keep in L else extra) if keep is not None else ""
+        out = head + "".join(L[h] for h in self.hidden)
+        expr = ",".join(subs) + "->" + out
+        shapes = tuple(o.shape for o in operands)
+        contract = self._path_cache.get((expr, shapes))
+        if contract is None:
+            contract = opt_einsum.contract_expression(expr, *shapes, optimize="auto")
+            self._path_cache[(expr, shapes)] = contract
+            if len(self._path_cache) > 4096:
+                self._path_cache.pop(next(iter(self._path_cache)))
+        block = contract(*operands)
+        if scale != 1.0:
+            block = block * scale
+        return block.reshape(len(self.variables[keep].states), -1) if keep is not None else block.reshape(-1)
 
     def outcome_joints(self, evidence: Evidence, variable: str) -> np.ndarray:
         """``(n_states, 2^k)``: P(C = c, variable = state, evidence) for an unobserved variable.
@@ -259,19 +292,112 @@ class Engine:
         J *= self._cause_factor(ev)[None, :]
         return J
 
-    def _cause_factor(self, ev: Mapping[str, np.ndarray | int]) -> np.ndarray:
+    def joint_with_tables(self, evidence: Evidence, tables: Mapping[str, np.ndarray]) -> np.ndarray:
+        """P(C = c, evidence) with some variables' tables replaced (nothing cached).
+
+        Used by sensitivity analysis and parameter redraws: only the context block (when a
+        context, cause or context-dependent table changes) and the likelihood rows of
+        replaced observed findings are recomputed.
+
+        Parameters
+        ----------
+        evidence : mapping
+            Evidence, as for :meth:`posterior`.
+        tables : mapping
+            Variable -> replacement table, shaped like ``self.cpts[variable]``.
+        """
+        ev = self.normalise(evidence)
+        return self._joint_with_tables(ev, tables)
+
+    def _joint_with_tables(self, ev: Mapping[str, np.ndarray | int], tables: Mapping[str, np.ndarray]) -> np.ndarray:
+        structural = [v for v in tables if v not in self.cause_only]
+        if structural:
+            cpts = {**self.cpts, **{v: tables[v] for v in structural}}
+            block = self._contract_block(ev, None, cpts)
+        else:
+            block = self._block(ev)
+        w = block * self._cause_factor(ev, tables)
+        return w
+
+    def _cause_factor(self, ev: Mapping[str, np.ndarray | int],
+                      tables: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Product of the likelihoods of cause-only findings and evidence on hidden variables."""
         w = np.ones(2**self.k)
         for f in self.cause_only:
             if f in ev:
-                tab = self.likelihood_table(f)
                 e = ev[f]
+                if tables and f in tables:
+                    tab = self._gather(f, tables[f], e)
+                    w *= tab
+                    continue
+                tab = self.likelihood_table(f)
                 w *= tab[e] if isinstance(e, int) else e @ tab
         for h in self.hidden:
             if h in ev:
                 vec = _indicator(ev[h], 2)
                 w *= vec[self._bits_int[:, self.hidx[h]]]
         return w
+
+    def conditional_table(self, evidence: Evidence, variable: str) -> tuple[np.ndarray, np.ndarray]:
+        """P(variable = state | C = c, e) and its entropy in bits, for every cause configuration.
+
+        For a finding whose parents are all causes this is its likelihood table. For a
+        context variable or a finding with a context parent, P(variable, C, e) is the
+        kept-axis context block times the cause-only likelihoods, and the latter cancel
+        in the ratio: the table depends on the context evidence alone and is cached
+        with it. Configurations the context rules out get a row of zeros.
+
+        Returns
+        -------
+        table : ndarray, shape (n_states, 2^k)
+        entropy_bits : ndarray, shape (2^k,)
+            H(variable | C = c, e) in bits.
+        """
+        ev = self.normalise(evidence)
+        return self._conditional_table(ev, variable)
+
+    def _conditional_table(self, ev: Mapping[str, np.ndarray | int], variable: str) -> tuple[np.ndarray, np.ndarray]:
+        if variable in self.cause_only:
+            key = ("cond", variable)
+        else:
+            if variable in ev:
+                raise CaseError(f"{variable} is already in the evidence")
+            keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev]
+            key = ("cond", variable) + tuple((v, _freeze(ev[v])) for v in keys)
+        hit = self._cond_cache.get(key)
+        if hit is not None:
+            self._cond_cache.move_to_end(key)
+            return hit
+        if variable in self.cause_only:
+            table = self.likelihood_table(variable)
+        else:
+            kept = self._block(ev, keep=variable)
+            total = kept.sum(axis=0)
+            table = np.divide(kept, total[None, :], out=np.zeros_like(kept), where=total[None, :] > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.where(table > 0, np.log2(np.where(table > 0, table, 1.0)), 0.0)
+        entropy = -(table * logs).sum(axis=0)
+        hit = (table, np.maximum(entropy, 0.0))
+        self._cond_cache[key] = hit
+        if len(self._cond_cache) > 256:
+            self._cond_cache.popitem(last=False)
+        return hit
+
+    def stack_likelihoods(self, findings: Sequence[str]) -> np.ndarray:
+        """One contiguous ``(sum of states, 2^k)`` array of the findings' likelihood tables.
+
+        The engine's own tables become views into it, so that ranking tests (one matrix
+        product over every outcome of every test) keeps a single copy in memory.
+        """
+        tables = [self.likelihood_table(f) for f in findings]
+        if not tables:
+            return np.zeros((0, 2**self.k))
+        stacked = np.vstack(tables)
+        start = 0
+        for f, t in zip(findings, tables):
+            self._lik[f] = stacked[start:start + t.shape[0]]
+            start += t.shape[0]
+        return stacked
 
     # --------------------------------------------------------------- queries
     def joint(self, evidence: Evidence) -> tuple[np.ndarray, float]:
@@ -303,7 +429,7 @@ class Engine:
         w, z = self._joint(ev)
         if not z > 0:
             raise self._conflict_error(ev)
-        marg = (w @ self.bits) / z
+        marg = marginals(w) / z
         return {h: float(np.clip(marg[i], 0.0, 1.0)) for i, h in enumerate(self.hidden)}
 
     def posterior_many(self, evidences: list[Evidence]) -> np.ndarray:
@@ -317,7 +443,7 @@ class Engine:
             ev = self.normalise(evidence)
             w, z = self._joint(ev)
             if z > 0:
-                out[i] = (w @ self.bits) / z
+                out[i] = marginals(w) / z
         return out
 
     def prior(self, evidence: Evidence) -> dict[str, float]:
@@ -327,7 +453,7 @@ class Engine:
         w, z = self._joint(ctx)
         if not z > 0:
             raise self._conflict_error(ctx)
-        marg = (w @ self.bits) / z
+        marg = marginals(w) / z
         return {h: float(np.clip(marg[i], 0.0, 1.0)) for i, h in enumerate(self.hidden)}
 
     def predictive(self, evidence: Evidence, variable: str) -> dict[str, float]:
@@ -411,3 +537,25 @@ def _freeze(e: np.ndarray | int) -> object:
         return int(e)
     return tuple(float(x) for x in e)
 
+
+
+def marginals(w: np.ndarray) -> np.ndarray:
+    """P(hidden variable i present, ...) for every i, from weights over the cause space.
+
+    ``w`` has length 2^k with the first hidden variable varying slowest; the result
+    has length k and is unnormalised like ``w``. Folding halves the array k times.
+    """
+    return row_marginals(w[None, :])[0]
+
+
+def row_marginals(W: np.ndarray) -> np.ndarray:
+    """:func:`marginals` of every row of ``W``, shape ``(n, 2^k) -> (n, k)``."""
+    n, size = W.shape
+    k = size.bit_length() - 1
+    out = np.empty((n, k))
+    x = W
+    for i in range(k):
+        x = x.reshape(n, 2, -1)
+        out[:, i] = x[:, 1].sum(axis=1)
+        x = x[:, 0] + x[:, 1]
+    return out

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AlpnetError, CaseError
+from .engine import marginals
 from .priors import is_question, is_test
 
 __all__ = ["TestRanker", "LN2"]
@@ -55,8 +56,9 @@ class _Scored:
     kind: str
     states: list[str]
     p: np.ndarray  # P(outcome | e)
-    joint_marginals: np.ndarray  # (n_states, n_hidden): P(outcome, h present | e)
-    entropy_after: np.ndarray  # H(C | e, outcome) in bits
+    gain_joint: float  # I(C; T | e) in bits
+    post: np.ndarray  # (n_states, n_hidden): P(h present | e, outcome); NaN where not computed
+    rows: np.ndarray  # (n_states, 2^k): P(outcome | C = c, e)
 
 
 class TestRanker:
@@ -67,6 +69,11 @@ class TestRanker:
     model : alpnet.Model
     """
 
+    #: Causes whose posterior after every outcome is computed up front; any other cause
+    #: that could still enter an outcome's top list (its bound P(h | e) / P(t | e) says
+    #: so) is computed as well, so the reported leading causes are exact.
+    TOP_COLUMNS = 9
+
     def __init__(self, model: Any):
         self.model = model
         self.engine = model.engine
@@ -76,15 +83,11 @@ class TestRanker:
         self.questions = [n for n, v in variables.items() if is_question(v)]
         fast = [n for n in self.tests + self.questions if n in self.engine.cause_only]
         self._fast = fast
-        rows, owners = [], []
-        for n in fast:
-            tab = self.engine.likelihood_table(n)
-            rows.append(tab)
-            owners.extend([n] * tab.shape[0])
-        self._L = np.vstack(rows) if rows else np.zeros((0, 2**self.engine.k))
-        self._LlogL = _xlogx(self._L)
-        self._owner = np.array(owners)
+        self._K = self.engine.stack_likelihoods(fast)
+        self._hcol = np.vstack([self.engine._conditional_table({}, n)[1] for n in fast]) if fast \
+            else np.zeros((0, 2**self.engine.k))
         self._slices: dict[str, slice] = {}
+        self._fast_row: dict[str, int] = {n: i for i, n in enumerate(fast)}
         start = 0
         for n in fast:
             size = len(variables[n].states)
@@ -111,43 +114,60 @@ class TestRanker:
         return float(cost), float(burden)
 
     # -------------------------------------------------------------- scoring
-    def _score_candidates(self, w: np.ndarray, z: float, ev: Mapping[str, Any], names: list[str]) -> dict[str, _Scored]:
-        """Outcome probabilities, cause marginals and entropies after each outcome."""
-        bits = self.engine.bits
+    def _table(self, ev: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray | float]:
+        """(P(T | C, e), H(T | C = c) row or None) for a candidate."""
+        if name in self._slices:
+            return self._K[self._slices[name]], self._hcol[self._fast_row[name]]
+        return self.engine._conditional_table(ev, name)
+
+    def _score_candidates(self, w: np.ndarray, z: float, ev: Mapping[str, Any], names: list[str],
+                          columns: list[int]) -> dict[str, _Scored]:
+        """Outcome probabilities, the exact gain about C, and posteriors of ``columns`` after each outcome.
+
+        ``I(C; T | e) = H(T | e) - sum_c P(c | e) H(T | C = c)``: two matrix products over the
+        cause space for every candidate at once, and no logarithm of a 2^k-long array.
+        """
         p = w / z
+        bits = self.engine.bits
+        X = np.empty((len(p), 1 + len(columns)))
+        X[:, 0] = p
+        if columns:
+            np.multiply(p[:, None], bits[:, columns], out=X[:, 1:])
         out: dict[str, _Scored] = {}
         fast = [n for n in names if n in self._slices]
         if fast:
-            idx = np.concatenate([np.arange(self._slices[n].start, self._slices[n].stop) for n in fast])
-            L = self._L[idx]
-            P = L @ p
-            S = self._LlogL[idx] @ p + L @ _xlogx(p)
-            M = L @ (p[:, None] * bits)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                H = np.where(P > 0, (np.log(np.where(P > 0, P, 1.0)) - S / np.where(P > 0, P, 1.0)) / LN2, 0.0)
-            pos = 0
-            for n in fast:
-                k = self._slices[n].stop - self._slices[n].start
-                out[n] = _Scored(n, self._kind(n), self.pset.variables[n].states, P[pos:pos + k], M[pos:pos + k],
-                                 np.maximum(H[pos:pos + k], 0.0))
-                pos += k
+            PX = self._K @ X
+            HC = self._hcol @ p
+        n_hidden = bits.shape[1]
         for n in names:
-            if n in out:
-                continue
-            out[n] = self._from_joints(n, self.engine._outcome_joints(ev, n), z)
+            if n in self._slices:
+                sl = self._slices[n]
+                px, hc, rows = PX[sl], float(HC[self._fast_row[n]]), self._K[sl]
+            else:
+                rows, hcol = self.engine._conditional_table(ev, n)
+                px, hc = rows @ X, float(hcol @ p)
+            P = np.clip(px[:, 0], 0.0, None)
+            post = np.full((len(P), n_hidden), np.nan)
+            ok = P > 0
+            post[np.ix_(ok, columns)] = px[ok, 1:] / P[ok, None]
+            H_T = float(-_xlogx(P).sum() / LN2)
+            out[n] = _Scored(n, self._kind(n), self.pset.variables[n].states, P, max(H_T - hc, 0.0), post, rows)
         return out
 
-    def _from_joints(self, name: str, J: np.ndarray, z: float) -> _Scored:
+    def _complete_top(self, s: _Scored, p: np.ndarray, marg: np.ndarray, cause_idx: list[int], top: int) -> None:
+        """Fill in any cause that could be among the ``top`` after some outcome (exact bound)."""
         bits = self.engine.bits
-        mass = J.sum(axis=1)
-        P = mass / z
-        M = (J @ bits) / z
-        H = np.zeros(len(P))
-        for r in range(len(P)):
-            if mass[r] > 0:
-                q = J[r] / mass[r]
-                H[r] = max(-_xlogx(q).sum() / LN2, 0.0)
-        return _Scored(name, self._kind(name), self.pset.variables[name].states, P, M, H)
+        ok = s.p > 0
+        if not ok.any():
+            return
+        known = ~np.isnan(s.post[ok][:, cause_idx])
+        vals = np.where(known, s.post[ok][:, cause_idx], -np.inf)
+        kth = np.sort(vals, axis=1)[:, -min(top, len(cause_idx))]
+        bound = marg[cause_idx][None, :] / s.p[ok][:, None]
+        need = [cause_idx[j] for j in range(len(cause_idx)) if (~known[:, j] & (bound[:, j] >= kth)).any()]
+        if need:
+            extra = s.rows @ (p[:, None] * bits[:, need])
+            s.post[np.ix_(ok, need)] = extra[ok] / s.p[ok, None]
 
     def _kind(self, name: str) -> str:
         return "test" if name in self.tests else "question"
@@ -158,6 +178,10 @@ class TestRanker:
         tests = [t for t in self.tests if t not in ev]
         questions = [q for q in self.questions if q not in ev]
         return tests, questions
+
+    def _columns(self, marg: np.ndarray, cause_idx: list[int], extra: list[int]) -> list[int]:
+        order = sorted(cause_idx, key=lambda i: -marg[i])[: self.TOP_COLUMNS]
+        return sorted(set(order) | set(extra))
 
     def rank(self, evidence: Mapping[str, Any], *, target: str | None = None, cost_weight: float = 0.0,
              lookahead: int = 1, drawn: frozenset[str] = frozenset(), top_causes: int = 3) -> pd.DataFrame:
@@ -175,34 +199,36 @@ class TestRanker:
         if not z > 0:
             raise self.engine._conflict_error(ev)
         p = w / z
-        marg = p @ self.engine.bits
+        marg = marginals(w) / z
         hidden = self.engine.hidden
         causes = self.pset.causes
         cause_idx = [hidden.index(c) for c in causes]
         H0 = float(-_xlogx(p).sum() / LN2)
         lead = causes[int(np.argmax(marg[cause_idx]))]
         li = hidden.index(lead)
+        ti = hidden.index(target) if target is not None else None
         tests, questions = self.candidates(ev)
-        scored = self._score_candidates(w, z, ev, tests + questions)
+        columns = self._columns(marg, cause_idx, [li] + ([ti] if ti is not None else []))
+        scored = self._score_candidates(w, z, ev, tests + questions, columns)
         rows = []
         for name in tests + questions:
             s = scored[name]
-            gain_joint = max(H0 - float(s.p @ s.entropy_after), 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                post = np.where(s.p[:, None] > 0, s.joint_marginals / np.where(s.p[:, None] > 0, s.p[:, None], 1), 0.0)
-            if target is not None:
-                ti = hidden.index(target)
-                gain = max(float(_binary_entropy(np.array([marg[ti]]))[0] - s.p @ _binary_entropy(post[:, ti])), 0.0)
+            self._complete_top(s, p, marg, cause_idx, top_causes)
+            post = s.post
+            if ti is not None:
+                after = np.where(s.p > 0, np.nan_to_num(post[:, ti]), 0.0)
+                gain = max(float(_binary_entropy(np.array([marg[ti]]))[0] - s.p @ _binary_entropy(after)), 0.0)
             else:
-                gain = gain_joint
-            change = float(s.p @ np.abs(post[:, li] - marg[li]))
+                gain = s.gain_joint
+            change = float(s.p @ np.abs(np.nan_to_num(post[:, li], nan=marg[li]) - marg[li]))
             kind = s.kind
             cost, burden = self.cost_of(name, drawn) if kind == "test" else (0.0, 0.0)
             outcomes = {}
             for r, state in enumerate(s.states):
                 if s.p[r] <= 0:
                     continue
-                order = sorted(cause_idx, key=lambda i: -post[r, i])[:top_causes]
+                known = [i for i in cause_idx if not np.isnan(post[r, i])]
+                order = sorted(known, key=lambda i: -post[r, i])[:top_causes]
                 outcomes[state] = {"p": float(s.p[r]), "leading": {hidden[i]: float(post[r, i]) for i in order}}
             score = gain - cost_weight * (cost if np.isfinite(cost) else 0.0)
             rows.append({
@@ -227,70 +253,53 @@ class TestRanker:
     def _lookahead(self, df: pd.DataFrame, ev, w, z, scored, target, cost_weight, drawn) -> pd.DataFrame:
         """Exact best two-test policy for each first test (tests only; questions are free and asked first).
 
-        Every first test's outcome t1 gives an unnormalised vector u(C) = P(C, t1 | e); stacking
-        them as the rows of U, the probabilities and entropies after every (t1, t2) pair are a
-        handful of matrix products: ``L @ U.T`` and ``(L log L) @ U.T + L @ (U log U).T``. Tests
-        with a context parent use their outcome joints J (one einsum each, at the root); two such
-        tests together are combined by the engine, exactly.
+        ``I(C; T1, T2 | e) = I(C; T1 | e) + sum_t1 P(t1 | e) I(C; T2 | e, t1)``. Every first
+        outcome t1 gives an unnormalised vector ``u(C) = P(C, t1 | e)``; stacking them as the
+        rows of U, for every second test T2 whose table P(T2 | C, e) does not depend on t1
+        (every pair but two tests that share a context parent), ``K2 @ U.T`` gives the
+        outcome masses and ``H(T2 | C) @ U.T`` the expected conditional entropy: two matrix
+        products for all pairs. The remaining pairs get their tables from the engine under
+        the evidence extended by t1, exactly.
         """
-        bits = self.engine.bits
         p = w / z
+        bits = self.engine.bits
         hidden = self.engine.hidden
         tests = list(self.candidates(ev)[0])
         fast = [t for t in tests if t in self._slices]
         slow = [t for t in tests if t not in self._slices]
-        f_idx = np.concatenate([np.arange(self._slices[t].start, self._slices[t].stop) for t in fast]) \
-            if fast else np.zeros(0, int)
-        A, B = self._L[f_idx], self._LlogL[f_idx]
-        f_owner = list(self._owner[f_idx])
-        J = {t: self.engine._outcome_joints(ev, t) / z for t in slow}
-        s_rows = np.vstack([J[t] for t in slow]) if slow else np.zeros((0, len(p)))
-        s_owner = [t for t in slow for _ in range(J[t].shape[0])]
-        s_state = [i for t in slow for i in range(J[t].shape[0])]
-        f_state = [i for t in fast for i in range(len(self.pset.variables[t].states))]
-        # first-outcome vectors
-        U = np.vstack([A * p[None, :], s_rows])
-        first_owner = f_owner + s_owner
-        first_state = f_state + s_state
-        aU = _xlogx(U)
-        m1 = U.sum(axis=1)
-        H1 = np.zeros(len(m1))
-        pos = m1 > 0
-        H1[pos] = (np.log(m1[pos]) - aU[pos].sum(axis=1) / m1[pos]) / LN2
-        # second outcomes: fast second tests after any first outcome
-        mF = A @ U.T
-        SF = B @ U.T + A @ aU.T
         ti = hidden.index(target) if target is not None else None
-        MF = A @ (U * bits[:, ti][None, :]).T if ti is not None else None
-        nf = len(f_idx)
-        # slow second tests after a fast first outcome: u2 = J2 * L1
-        if len(s_rows) and nf:
-            mS = s_rows @ A.T
-            SS = _xlogx(s_rows) @ A.T + s_rows @ B.T
-            MS = (s_rows * bits[:, ti][None, :]) @ A.T if ti is not None else None
+        first_owner, first_state, U_rows = [], [], []
+        for t in tests:
+            rows = scored[t].rows
+            for i in range(rows.shape[0]):
+                first_owner.append(t)
+                first_state.append(i)
+            U_rows.append(rows * p[None, :])
+        U = np.vstack(U_rows) if U_rows else np.zeros((0, len(p)))
+        m1 = U.sum(axis=1)
+        # second tests whose table does not change with the first outcome
+        second: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for t in tests:
+            rows, hcol = self._table(ev, t)
+            second[t] = (rows, hcol)
+        K_all = np.vstack([second[t][0] for t in tests]) if tests else np.zeros((0, len(p)))
+        H_all = np.vstack([second[t][1] for t in tests]) if tests else np.zeros((0, len(p)))
+        owner2 = [t for t in tests for _ in range(second[t][0].shape[0])]
+        M2 = K_all @ U.T  # (rows2, rows1): P(t2, t1 | e)
+        HC2 = H_all @ U.T  # (tests, rows1)
+        MT2 = K_all @ (U * bits[:, ti][None, :]).T if ti is not None else None
         before = (U @ bits[:, ti]) / np.where(m1 > 0, m1, 1) if ti is not None else None
+        pos2: dict[str, list[int]] = {}
+        for r, t in enumerate(owner2):
+            pos2.setdefault(t, []).append(r)
+        slow_set = set(slow)
 
-        def second_rows(j: int):
-            """(name, masses, S, M) of every second test after first-outcome row j."""
-            first = first_owner[j]
-            groups: dict[str, list] = {}
-            for r, t in enumerate(f_owner):
-                if t != first:
-                    groups.setdefault(t, []).append((mF[r, j], SF[r, j], None if MF is None else MF[r, j]))
-            for r, t in enumerate(s_owner):
-                if t == first:
-                    continue
-                if j < nf:
-                    groups.setdefault(t, []).append((mS[r, j], SS[r, j], None if ti is None else MS[r, j]))
-            if j >= nf:  # a slow first test: slow second tests need the engine
-                for t in slow:
-                    if t == first:
-                        continue
-                    Jt = self.engine._outcome_joints({**ev, first: first_state[j]}, t) / z
-                    for row in Jt:
-                        groups.setdefault(t, []).append((row.sum(), _xlogx(row).sum(),
-                                                         None if ti is None else row @ bits[:, ti]))
-            return groups
+        def gain_of(m: np.ndarray, hc: float, mt: np.ndarray | None, mass: float, prior_t: float | None) -> float:
+            q = m / mass
+            if ti is None:
+                return max(float(-_xlogx(q).sum() / LN2) - hc / mass, 0.0)
+            post = np.where(m > 0, mt / np.where(m > 0, m, 1), 0.0)
+            return max(float(_binary_entropy(np.array([prior_t]))[0] - q @ _binary_entropy(post)), 0.0)
 
         best_after: dict[int, tuple[str, float, float]] = {}
         for j in range(len(U)):
@@ -299,30 +308,34 @@ class TestRanker:
             first = first_owner[j]
             d1 = drawn | self._draw_of(first)
             best = (None, 0.0, -np.inf)
-            for t, rows in second_rows(j).items():
-                m = np.array([r[0] for r in rows])
-                S = np.array([r[1] for r in rows])
-                ok = m > 0
-                if ti is None:
-                    H = np.zeros(len(m))
-                    H[ok] = (np.log(m[ok]) - S[ok] / m[ok]) / LN2
-                    gain = max(H1[j] - float((m / m1[j]) @ H), 0.0)
+            ev1 = None
+            for ji, t in enumerate(tests):
+                if t == first:
+                    continue
+                if first in slow_set and t in slow_set:
+                    if ev1 is None:
+                        ev1 = {**ev, first: first_state[j]}
+                    rows, hcol = self.engine._conditional_table(ev1, t)
+                    u = U[j]
+                    m = rows @ u
+                    hc = float(hcol @ u)
+                    mt = rows @ (u * bits[:, ti]) if ti is not None else None
                 else:
-                    M = np.array([r[2] for r in rows])
-                    post = np.zeros(len(m))
-                    post[ok] = M[ok] / m[ok]
-                    gain = max(float(_binary_entropy(np.array([before[j]]))[0]
-                                     - (m / m1[j]) @ _binary_entropy(post)), 0.0)
+                    idx = pos2[t]
+                    m = M2[idx, j]
+                    hc = float(HC2[ji, j])
+                    mt = MT2[idx, j] if ti is not None else None
+                gain = gain_of(np.clip(m, 0.0, None), hc, mt, m1[j], None if before is None else before[j])
                 cost = self.cost_of(t, d1)[0]
                 score = gain - cost_weight * (cost if np.isfinite(cost) else 0.0)
                 if score > best[2] + 1e-15:
                     best = (t, gain, score)
             if best[0] is not None:
                 best_after[j] = best
-        rows_of = {}
+        rows_of: dict[str, list[int]] = {}
         for j, t in enumerate(first_owner):
             rows_of.setdefault(t, []).append(j)
-        two_gain, two_score, second = [], [], []
+        two_gain, two_score, second_choice = [], [], []
         for row in df.itertuples():
             first = row.test
             exp_gain, exp_score, choice = 0.0, 0.0, {}
@@ -338,12 +351,12 @@ class TestRanker:
                         choice[states[first_state[j]]] = name
             two_gain.append(row.expected_information_gain_bits + exp_gain)
             two_score.append(row.score + exp_score)
-            second.append(choice)
+            second_choice.append(choice)
         df = df.copy()
         df["one_step_gain_bits"] = df["expected_information_gain_bits"]
         df["expected_information_gain_bits"] = two_gain
         df["score"] = two_score
-        df["second_test"] = second
+        df["second_test"] = second_choice
         return df
 
     def _draw_of(self, test: str) -> frozenset[str]:
@@ -355,21 +368,18 @@ class TestRanker:
         w, z = self.engine._joint(ev)
         if not z > 0 or not names:
             return None
-        p = w / z
         hidden = self.engine.hidden
-        scored = self._score_candidates(w, z, ev, names)
-        H0 = float(-_xlogx(p).sum() / LN2)
-        marg = p @ self.engine.bits
+        marg = marginals(w) / z
+        ti = hidden.index(target) if target is not None else None
+        scored = self._score_candidates(w, z, ev, names, [ti] if ti is not None else [])
         best = None
         for n in names:
             s = scored[n]
-            if target is not None:
-                ti = hidden.index(target)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    post = np.where(s.p > 0, s.joint_marginals[:, ti] / np.where(s.p > 0, s.p, 1), 0.0)
-                gain = max(float(_binary_entropy(np.array([marg[ti]]))[0] - s.p @ _binary_entropy(post)), 0.0)
+            if ti is not None:
+                after = np.where(s.p > 0, np.nan_to_num(s.post[:, ti]), 0.0)
+                gain = max(float(_binary_entropy(np.array([marg[ti]]))[0] - s.p @ _binary_entropy(after)), 0.0)
             else:
-                gain = max(H0 - float(s.p @ s.entropy_after), 0.0)
+                gain = s.gain_joint
             cost = self.cost_of(n, drawn)[0] if s.kind == "test" else 0.0
             score = gain - cost_weight * (cost if np.isfinite(cost) else 0.0)
             if best is None or score > best[2] + 1e-15:
@@ -403,7 +413,7 @@ class TestRanker:
                    asked):
         w, z = self.engine._joint(ev)
         p = w / z
-        marg = p @ self.engine.bits
+        marg = marginals(w) / z
         hidden = self.engine.hidden
         causes = self.pset.causes
         ci = [hidden.index(c) for c in causes]
@@ -449,7 +459,7 @@ class TestRanker:
                 child = {"leading_cause": None, "leading_probability": float("nan"), "cost_so_far": spent + cost,
                          "stop": "outcome too unlikely to plan for"}
                 w2, _ = self.engine._joint(ev2)
-                m2 = (w2 / z2) @ self.engine.bits
+                m2 = marginals(w2) / z2
                 l2 = ci[int(np.argmax(m2[ci]))]
                 child.update(leading_cause=hidden[l2], leading_probability=float(m2[l2]))
             else:
