@@ -323,6 +323,22 @@ def cmd_cases(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import require_serve_extra, serve
+
+    require_serve_extra()  # before the model loads: say at once what is missing
+    if not 0 < args.port < 65536:
+        raise AlpnetError(f"--port {args.port}: accepted: 1 to 65535")
+    model = _load(args)
+    print(f"alpnet explorer on http://{args.host}:{args.port}/  (API: /openapi.json; Ctrl+C stops it)",
+          file=sys.stderr)
+    serve(model, host=args.host, port=args.port)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -412,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cases", help="list the bundled example cases")
     c.set_defaults(func=cmd_cases)
+
+    sv = sub.add_parser("serve", help="the classroom explorer: a local web page and its HTTP API (needs alpnet[serve])")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    common(sv)
+    sv.set_defaults(func=cmd_serve)
     return parser
 
 
