@@ -26,7 +26,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -300,7 +300,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
                                    max_length=100),
         cost_weight: float = Query(0.0, ge=0, le=1000, allow_inf_nan=False,
                                    description="score = gain - cost_weight x cost"),
-        lookahead: Literal[1, 2] = Query(1, description="2: the exact best two-test policy"),
+        lookahead: int = Query(1, ge=1, le=2, description="1, or 2 for the exact best two-test policy"),
         top: int = Query(10, ge=1, le=100, description="keep the first `top` tests and questions"),
     ) -> JSONResponse:
         return await compute(records.next_test_record, model, await read_json(request), target=target,
