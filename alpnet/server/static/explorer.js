@@ -2,7 +2,7 @@
 (function () {
   "use strict";
 
-  const state = { fields: null, labels: {}, seq: 0, timer: null, lastCase: null, lastDiagnosis: null };
+  const state = { fields: null, labels: {}, seq: 0, timer: null, lastDiagnosis: null, rendered: 0 };
   const $ = (id) => document.getElementById(id);
 
   function el(tag, attrs, ...children) {
@@ -297,6 +297,7 @@
   // ------------------------------------------------------------------ refresh cycle
   function showError(e) {
     const box = $("error");
+    $("results").dataset.rendered = String(++state.rendered);
     box.hidden = false;
     box.textContent = e.message;
     $("status").textContent = "";
@@ -333,6 +334,7 @@
       if (seq !== state.seq) return;
       renderNextTests(n);
       $("status").textContent = "Up to date.";
+      $("results").dataset.rendered = String(++state.rendered);
     } catch (e) {
       if (seq === state.seq) showError(e);
     }
