@@ -249,6 +249,104 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- what-if / explain / plots
+
+
+def _plot_target(args: argparse.Namespace) -> Path | None:
+    """Check ``--plot FILE`` before anything is computed (exists without --force, bad suffix)."""
+    target = getattr(args, "plot", None)
+    if not target:
+        return None
+    from .plots import PLOT_FORMATS
+
+    path = Path(target)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        raise AlpnetError(f"--plot {target}: unknown file type {path.suffix or '(none)'!r}; accepted: "
+                          + ", ".join(f".{f}" for f in PLOT_FORMATS))
+    if path.exists() and not args.force:
+        raise AlpnetError(f"{path}: already exists; use --force to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise AlpnetError(f"{path}: the folder {parent} does not exist")
+    return path
+
+
+def _save_plot(path: Path | None, ax, force: bool) -> None:
+    if path is None:
+        return
+    from .plots import figure_bytes
+
+    _write_atomic(path, figure_bytes(ax, path.suffix.lower().lstrip(".")), force)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _use_agg() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def cmd_what_if(args: argparse.Namespace) -> int:
+    from .model import DISCLAIMER
+    from .whatif import (Scenario, _record_from_frame, _scenarios_record_from_frame, compare_scenarios,
+                         format_scenarios, format_what_if, parse_assignment, read_scenarios, what_if)
+
+    plot = _plot_target(args)
+    sets = dict(parse_assignment(item) for item in args.set or [])
+    unsets = [u.strip() for u in args.unset or []]
+    scenarios = read_scenarios(args.scenarios) if args.scenarios else None
+    if not scenarios and not sets and not unsets:
+        raise AlpnetError("what-if: nothing to change; give --set KEY=VALUE, --unset KEY or --scenarios FILE")
+    model = _load(args)
+    case, _ = _one_case(args, model)
+    if scenarios:
+        if sets or unsets:
+            scenarios = [Scenario("command line", sets, unsets)] + scenarios
+        df = compare_scenarios(model, case, scenarios)
+        if args.format == "json":
+            print(json.dumps(_scenarios_record_from_frame(df, DISCLAIMER)))
+        else:
+            print(format_scenarios(df, model))
+            print(DISCLAIMER)
+    else:
+        df = what_if(model, case, set=sets, unset=unsets)
+        if args.format == "json":
+            print(json.dumps(_record_from_frame(df, DISCLAIMER)))
+        else:
+            print(format_what_if(df, model))
+            print(DISCLAIMER)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_what_if
+
+        _save_plot(plot, plot_what_if(df), args.force)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain, format_explanation
+    from .model import DISCLAIMER
+
+    plot = _plot_target(args)
+    model = _load(args)
+    case, _ = _one_case(args, model)
+    ex = explain(model, case, cause=args.cause, versus=args.versus, top=args.top)
+    if args.format == "json":
+        rec = ex.to_record()
+        rec["disclaimer"] = DISCLAIMER
+        print(json.dumps(rec))
+    else:
+        print(format_explanation(ex))
+        print(DISCLAIMER)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_waterfall
+
+        _save_plot(plot, plot_waterfall(ex), args.force)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- priors
 
 
@@ -386,6 +484,29 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--cost-weight", type=nonneg, default=0.0, metavar="L")
     common(pl)
     pl.set_defaults(func=cmd_plan)
+
+    w = sub.add_parser("what-if", help="change findings and compare every cause before and after")
+    one_case(w)
+    w.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="set a case value, e.g. --set labs.ggt=\"300 U/L\" (repeatable; not --param)")
+    w.add_argument("--unset", action="append", metavar="KEY", help="remove a case value (repeatable)")
+    w.add_argument("--scenarios", metavar="FILE", help="YAML/JSON file of named scenarios to compare")
+    w.add_argument("--format", choices=["table", "json"], default="table")
+    w.add_argument("--plot", metavar="FILE.png", help="also draw before/after bars (.png, .svg or .pdf)")
+    w.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
+    common(w)
+    w.set_defaults(func=cmd_what_if)
+
+    x = sub.add_parser("explain", help="weights of evidence: how much each finding moved the leading causes")
+    one_case(x)
+    x.add_argument("--cause", metavar="X", help="explain this cause (default: the leading causes)")
+    x.add_argument("--versus", metavar="Y", help="pairwise: which findings favour X and which Y")
+    x.add_argument("--top", type=int, default=3, help="leading causes to explain without --cause (default 3)")
+    x.add_argument("--format", choices=["table", "json"], default="table")
+    x.add_argument("--plot", metavar="FILE.png", help="also draw the evidence waterfall (.png, .svg or .pdf)")
+    x.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
+    common(x)
+    x.set_defaults(func=cmd_explain)
 
     pr = sub.add_parser("priors", help="inspect and validate a prior set")
     prs = pr.add_subparsers(dest="priors_command", parser_class=_Parser)
