@@ -138,6 +138,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     paths = list(args.cases) + [str(example_path(n)) for n in args.example or []]
     if not paths:
         raise AlpnetError("diagnose: give one or more case files (or --example NAME)")
+    plot = _plot_target(args)
+    if plot is not None and len(paths) > 1:
+        raise AlpnetError(f"--plot {args.plot}: draws one case; got {len(paths)} cases")
     model = _load(args)
     prepared = []
     for p in paths:  # read and map every case first: nothing is computed if one is wrong
@@ -156,6 +159,16 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         for case, table, mappings in prepared:
             _print_table(model, case, table, mappings, args.show_states, out)
         print(DISCLAIMER, file=out)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_network, plot_posterior
+
+        case, table, _ = prepared[0]
+        if args.plot_network:
+            ax = plot_network(model, table.attrs["evidence"], posterior=dict(zip(table["cause"], table["posterior"])))
+        else:
+            ax = plot_posterior(table, title=f"Case {case.id}: probability of each cause (prior marked)")
+        _save_plot(plot, ax, args.force)
     return EXIT_OK
 
 
@@ -198,10 +211,16 @@ def _ranking_records(df) -> list[dict[str, Any]]:
 def cmd_next_test(args: argparse.Namespace) -> int:
     from .model import DISCLAIMER
 
+    plot = _plot_target(args)
     model = _load(args)
     case, evidence = _one_case(args, model)
     df = model.rank_tests(evidence=evidence, target=args.target, cost_weight=args.cost_weight,
                           lookahead=args.lookahead)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_next_test
+
+        _save_plot(plot, plot_next_test(df, top=args.top, title=f"Case {case.id}: which test next"), args.force)
     tests, questions = df[df["kind"] == "test"], df[df["kind"] == "question"]
     if args.format == "json":
         rec = {"case_id": case.id, "leading_cause": df.attrs["leading_cause"],
@@ -441,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", action="append", metavar="NAME", help="a bundled example case (see `alpnet cases`)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--show-states", action="store_true", help="show how each input value became a model state")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the posterior bars, prior marked (one case)")
+    p.add_argument("--plot-network", action="store_true", help="with --plot: draw the network, causes shaded")
+    p.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
     common(p)
     p.set_defaults(func=cmd_diagnose)
 
@@ -470,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--cost-weight", type=nonneg, default=0.0, metavar="L", help="score = gain - L x cost (default 0)")
     n.add_argument("--lookahead", type=int, choices=[1, 2], default=1, help="2: exact best two-test policy")
     n.add_argument("--top", type=int, default=10, help="rows to show in the table (default 10)")
+    n.add_argument("--plot", metavar="FILE.png", help="also draw the expected information gain as bars")
+    n.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
     common(n)
     n.set_defaults(func=cmd_next_test)
 
