@@ -428,14 +428,34 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from .evidence import read_case
-    from .examples import example_path, list_examples
+    import textwrap
 
+    from .examples import example_path, teaching_cases
     from .model import DISCLAIMER
 
-    for name in list_examples():
-        about = read_case(example_path(name)).about
-        print(f"{name:40s} {about.get('expected_cause', ''):32s} {about.get('title', '')}")
+    table = teaching_cases()
+    if getattr(args, "name", None):
+        example_path(args.name)  # names the accepted ones when unknown
+        table = table[table["name"] == args.name]
+    if getattr(args, "format", "table") == "json":
+        for row in table.to_dict(orient="records"):
+            print(json.dumps(dict(row, disclaimer=DISCLAIMER)))
+        return EXIT_OK
+    wrap = textwrap.TextWrapper(width=100, initial_indent="    ", subsequent_indent="    ")
+    for row in table.itertuples():
+        print(f"{row.name:40s} {row.expected_cause or '':32s} {row.title or ''}")
+        if getattr(args, "name", None):
+            for heading, text in (("narrative", row.narrative), ("teaching point", row.teaching_point)):
+                print(f"  {heading}:")
+                print(wrap.fill(str(text or "")))
+            print("  expected reasoning:")
+            for i, step in enumerate(row.expected_reasoning or [], start=1):
+                print(textwrap.fill(step, width=100, initial_indent=f"    {i}. ", subsequent_indent="       "))
+            print(f"  key findings: {', '.join(row.key_findings or [])}")
+            print("  source:")
+            print(wrap.fill(str(row.source or "")))
+        else:
+            print(wrap.fill(f"teaching point: {row.teaching_point or ''}"))
     print(DISCLAIMER)
     return EXIT_OK
 
@@ -555,7 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(s, params=False)
     s.set_defaults(func=cmd_schema)
 
-    c = sub.add_parser("cases", help="list the bundled example cases")
+    c = sub.add_parser("cases", help="list the bundled teaching cases with their teaching points")
+    c.add_argument("name", nargs="?", metavar="NAME", help="show one case: narrative, teaching point, reasoning")
+    c.add_argument("--format", choices=["table", "json"], default="table")
     c.set_defaults(func=cmd_cases)
     return parser
 

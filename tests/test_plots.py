@@ -148,11 +148,12 @@ def test_cli_plot_writes_one_image_and_refuses_to_replace_it(capsys, tmp_path, a
     target = tmp_path / "out.png"
     assert main(argv + ["--plot", str(target)]) == 0
     assert target.read_bytes()[:4] == b"\x89PNG"
-    capsys.readouterr()
-    assert main(argv + ["--plot", str(target)]) == 2
-    assert "already exists; use --force" in capsys.readouterr().err
-    assert main(argv + ["--plot", str(target), "--force"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    capsys.readouterr()
+    before = target.read_bytes()
+    assert main(argv + ["--plot", str(target)]) == 2  # refused before anything is computed
+    assert "already exists; use --force" in capsys.readouterr().err
+    assert target.read_bytes() == before
 
 
 def test_cli_diagnose_plot_takes_one_case(capsys, tmp_path):
