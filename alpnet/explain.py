@@ -28,13 +28,15 @@ P(X | ctx, e), and the **total shift** is the change of log-odds::
   symptoms, then the tests (``model.priors.findings``) — unless ``order`` is given.
   ``share`` is ``contribution / shift``.
 
-* **Versus** (a differential, X against Y)::
+* **Versus** (a differential, X against Y). Causes can co-occur, so the two hypotheses
+  compared are "X without Y" (X present, Y absent) and "Y without X"::
 
-      llr(f) = log2 P(f | X, ctx, e\\f) / P(f | Y, ctx, e\\f)
-             = log2 [P(X | ctx, e) / P(Y | ctx, e)] - log2 [P(X | ctx, e\\f) / P(Y | ctx, e\\f)]
+      llr(f) = log2 P(f | X, not Y, ctx, e\\f) / P(f | Y, not X, ctx, e\\f)
+             = log2 [P(X, not Y | ctx, e) / P(Y, not X | ctx, e)]
+               - log2 [P(X, not Y | ctx, e\\f) / P(Y, not X | ctx, e\\f)]
 
   positive when f favours X over Y; the sequential contributions add up to the change
-  of ``log2 P(X | .) / P(Y | .)`` from context to all the evidence.
+  of ``log2 P(X, not Y | .) / P(Y, not X | .)`` from context to all the evidence.
 
 * **Conflict** (Jensen's conflict measure, given the context)::
 
@@ -102,10 +104,11 @@ class Explanation:
         Jensen's conflict of all the findings given the context.
     versus : pandas.DataFrame or None
         With ``versus``: one row per finding, ``order, key, variable, finding, state,
-        llr_bits, p_given_cause, p_given_versus, contribution_bits, share, favours``.
+        llr_bits, p_given_cause, p_given_versus, contribution_bits, share, favours``;
+        ``p_given_cause`` is P(f | X, not Y, e\\f) and ``p_given_versus`` P(f | Y, not X, e\\f).
     versus_summary : dict or None
         ``cause, versus, prior_ratio_bits, posterior_ratio_bits, shift_bits,
-        sum_contributions_bits``.
+        sum_contributions_bits`` (ratios are log2 P(X, not Y | .) / P(Y, not X | .)).
     order : list of str
         Case keys of the findings in the decomposition order.
     context : list of str
@@ -192,17 +195,30 @@ class _Joint:
         self.bits = engine.bits
         self.hidx = engine.hidx
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
+        self._w: dict[tuple, np.ndarray] = {}
+
+    def weights(self, ev: Mapping[str, Any]) -> np.ndarray:
+        """P(C = c, E) for every cause configuration c."""
+        key = tuple(sorted((k, _freeze(v)) for k, v in ev.items()))
+        w = self._w.get(key)
+        if w is None:
+            w, _ = self.engine.joint(dict(ev))
+            self._w[key] = w
+        return w
 
     def __call__(self, ev: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
         key = tuple(sorted((k, _freeze(v)) for k, v in ev.items()))
         hit = self._cache.get(key)
         if hit is None:
-            w, z = self.engine.joint(dict(ev))
-            present = w @ self.bits
-            absent = w @ (1.0 - self.bits)
-            hit = (present, absent, float(z))
+            w = self.weights(ev)
+            hit = (w @ self.bits, w @ (1.0 - self.bits), float(w.sum()))
             self._cache[key] = hit
         return hit
+
+    def log_pair(self, ev: Mapping[str, Any], i: int, j: int) -> float:
+        """log2 P(cause i present, cause j absent, E)."""
+        w = self.weights(ev)
+        return float(_log2(w @ (self.bits[:, i] * (1.0 - self.bits[:, j]))))
 
     def log_odds(self, ev: Mapping[str, Any]) -> np.ndarray:
         present, absent, _ = self(ev)
@@ -374,8 +390,7 @@ def _versus(model, J: _Joint, x: str, y: str, ctx, found, full, seq, prefixes, l
     ix, iy = J.hidx[x], J.hidx[y]
 
     def ratio(ev):
-        lp = J.log_present(ev)
-        return _diff(lp[ix], lp[iy])
+        return _diff(J.log_pair(ev, ix, iy), J.log_pair(ev, iy, ix))
 
     prior_r, post_r = ratio(ctx), ratio(full)
     contribs = [_diff(ratio(prefixes[k + 1]), ratio(prefixes[k])) for k in range(len(seq))]
@@ -384,13 +399,12 @@ def _versus(model, J: _Joint, x: str, y: str, ctx, found, full, seq, prefixes, l
     for k, var in enumerate(seq):
         rest = loo[var]
         llr = _diff(ratio(full), ratio(rest))
-        pf, pr = J(full)[0], J(rest)[0]
-        p_x = float(pf[ix] / pr[ix]) if pr[ix] > 0 else float("nan")
-        p_y = float(pf[iy] / pr[iy]) if pr[iy] > 0 else float("nan")
+        p_x = 2.0 ** (J.log_pair(full, ix, iy) - J.log_pair(rest, ix, iy))
+        p_y = 2.0 ** (J.log_pair(full, iy, ix) - J.log_pair(rest, iy, ix))
         c = float(contribs[k])
         rows.append({"order": k + 1, "key": _key(model, var), "variable": var, "finding": model.label(var),
-                     "state": _state_text(found[var]), "llr_bits": float(llr), "p_given_cause": p_x,
-                     "p_given_versus": p_y, "contribution_bits": c,
+                     "state": _state_text(found[var]), "llr_bits": float(llr), "p_given_cause": float(p_x),
+                     "p_given_versus": float(p_y), "contribution_bits": c,
                      "share": (c / total) if total and math.isfinite(total) else float("nan"),
                      "favours": x if llr > 0 else (y if llr < 0 else "neither")})
     df = pd.DataFrame(rows, columns=["order", "key", "variable", "finding", "state", "llr_bits", "p_given_cause",
@@ -441,3 +455,62 @@ def explain_record(model: "Model", case: Case | Mapping[str, Any], *, cause: str
     rec = explain(model, case, cause=cause, versus=versus).to_record()
     rec["disclaimer"] = DISCLAIMER
     return rec
+
+
+def _b(x: float) -> str:
+    return f"{x:+.2f}" if math.isfinite(x) else ("+inf" if x > 0 else ("-inf" if x < 0 else "n/a"))
+
+
+def _share(x: float, shift: float) -> str:
+    # a share of a shift below half a bit says little (and can run into thousands of percent)
+    return f"{100 * x:.0f}%" if math.isfinite(x) and abs(shift) >= 0.5 else "-"
+
+
+def _p(p: float) -> str:
+    if p >= 0.9995:
+        return ">99.9%"
+    if p < 0.0005:
+        return "<0.1%" if p > 0 else "0%"
+    return f"{100 * p:.1f}%"
+
+
+def format_explanation(ex: Explanation) -> str:
+    """The text ``alpnet explain`` prints."""
+    lines = [f"case {ex.case_id}: weights of evidence in bits (log base 2); the prior is given "
+             f"{', '.join(ex.context) or 'nothing'}"]
+    for s in ex.summary.itertuples():
+        lines.append("")
+        lines.append(f"{s.label} ({s.cause}): prior {_p(s.prior)} -> posterior {_p(s.posterior)}")
+        lines.append(f"  log-odds {_b(s.prior_log_odds_bits)} -> {_b(s.posterior_log_odds_bits)} bits: shift "
+                     f"{_b(s.shift_bits)} = the sum of the contributions ({_b(s.sum_contributions_bits)})")
+        rows = ex.for_cause(s.cause)
+        kw = max([len("finding")] + [len(k) for k in rows["key"]])
+        sw = max([len("state")] + [len(str(x)) for x in rows["state"]])
+        lines.append(f"  {'#':>2s} {'finding':{kw}s} {'state':{sw}s} {'woe|rest':>9s} {'contrib.':>9s} {'share':>6s}")
+        for r in rows.itertuples():
+            lines.append(f"  {r.order:2d} {r.key:{kw}s} {r.state:{sw}s} {_b(r.woe_bits):>9s} "
+                         f"{_b(r.contribution_bits):>9s} {_share(r.share, s.shift_bits):>6s}")
+    if ex.versus is not None and ex.versus_summary is not None:
+        v = ex.versus_summary
+        lines.append("")
+        lines.append(f"{v['cause']} versus {v['versus']}: log2 P({v['cause']} without {v['versus']}) / "
+                     f"P({v['versus']} without {v['cause']}) "
+                     f"{_b(v['prior_ratio_bits'])} -> {_b(v['posterior_ratio_bits'])} (shift {_b(v['shift_bits'])})")
+        kw = max([len("finding")] + [len(k) for k in ex.versus["key"]])
+        lines.append(f"  {'#':>2s} {'finding':{kw}s} {'llr|rest':>9s} {'contrib.':>9s}  favours")
+        for r in ex.versus.itertuples():
+            lines.append(f"  {r.order:2d} {r.key:{kw}s} {_b(r.llr_bits):>9s} {_b(r.contribution_bits):>9s}  {r.favours}")
+    lines.append("")
+    against = ex.conflict[ex.conflict["pulls_against"]]
+    lines.append(f"conflict (Jensen): {_b(ex.conflict_bits)} bits "
+                 + ("(> 0: the findings are less likely together than apart)" if ex.conflict_bits > 0
+                    else "(<= 0: the findings fit together)"))
+    if len(against):
+        lines.append("  pulling against the rest: " + ", ".join(
+            f"{r.key}={r.state} ({_b(r.conflict_bits)} bits)" for r in against.itertuples()))
+    else:
+        lines.append("  no finding pulls against the rest")
+    lines.append("  (woe|rest: log2 P(f | cause, other findings) / P(f | no cause, other findings); contrib.: "
+                 "chain-rule contribution in the order shown, which adds up to the shift; share shown when the "
+                 "shift is at least half a bit)")
+    return "\n".join(lines)

@@ -437,7 +437,10 @@ def scenarios_record(model: "Model", case: Case | Mapping[str, Any],
     """
     from .model import DISCLAIMER
 
-    df = compare_scenarios(model, case, scenarios)
+    return _scenarios_record_from_frame(compare_scenarios(model, case, scenarios), DISCLAIMER)
+
+
+def _scenarios_record_from_frame(df: pd.DataFrame, disclaimer: str) -> dict[str, Any]:
     at = df.attrs
     out = {
         "case_id": at["case_id"],
@@ -445,6 +448,74 @@ def scenarios_record(model: "Model", case: Case | Mapping[str, Any],
                    "next_test": at["next_test_before"]},
         "scenarios": [dict(s, posterior=dict(zip(df["cause"], df[s["name"]]))) for s in at["scenarios"]],
         "model": at["model"],
-        "disclaimer": DISCLAIMER,
+        "disclaimer": disclaimer,
     }
     return _jsonable(out)
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def _pct(p: float) -> str:
+    if p >= 0.9995:
+        return ">99.9%"
+    if p < 0.0005:
+        return "<0.1%" if p > 0 else "0%"
+    return f"{100 * p:.1f}%"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "not known"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _test_text(t: Mapping[str, Any] | None) -> str:
+    if not t:
+        return "none left"
+    return f"{t['label'].split(' (')[0]} ({t['test']}, {t['expected_information_gain_bits']:.3f} bits)"
+
+
+def format_what_if(df: pd.DataFrame, model: "Model") -> str:
+    """The table ``alpnet what-if`` prints for one what-if (:func:`what_if`'s frame)."""
+    at = df.attrs
+    lines = [f"case {at['case_id']}: what if"]
+    for c in at["changes"]:
+        lines.append(f"  {c['key']}: {_shown(c['before'])} -> {_shown(c['after'])}")
+    names = [f"{lab.split(' (')[0]} ({c})" for c, lab in zip(df["cause"], df["label"])]
+    width = max(len(n) for n in names)
+    lines.append(f"  {'cause':{width}s}  {'before':>7s}  {'after':>7s}  {'change':>9s}")
+    for name, r in zip(names, df.itertuples()):
+        lines.append(f"  {name:{width}s}  {_pct(r.before):>7s}  {_pct(r.after):>7s}  {100 * r.change:+8.1f}pp")
+    lb, la = at["leading_before"], at["leading_after"]
+    same = " (unchanged)" if lb == la else ""
+    lines.append(f"  leading cause: {model.label(lb)} ({lb}) -> {model.label(la)} ({la}){same}")
+    if at.get("next_test_before") or at.get("next_test_after"):
+        lines.append(f"  best next test: {_test_text(at['next_test_before'])} -> {_test_text(at['next_test_after'])}")
+    return "\n".join(lines)
+
+
+def format_scenarios(df: pd.DataFrame, model: "Model") -> str:
+    """The table ``alpnet what-if --scenarios`` prints (:func:`compare_scenarios`'s frame)."""
+    at = df.attrs
+    scs = at["scenarios"]
+    lines = [f"case {at['case_id']}: {len(scs)} scenario(s)"]
+    for i, s in enumerate(scs, start=1):
+        what = "; ".join(f"{c['key']}: {_shown(c['before'])} -> {_shown(c['after'])}" for c in s["changes"])
+        lines.append(f"  [{i}] {s['name']}: {what}")
+    names = [f"{lab.split(' (')[0]} ({c})" for c, lab in zip(df["cause"], df["label"])]
+    width = max(len(n) for n in names)
+    head = f"  {'cause':{width}s}  {'before':>7s}" + "".join(f"  {f'[{i}]':>7s}" for i in range(1, len(scs) + 1))
+    lines.append(head)
+    for name, (_, r) in zip(names, df.iterrows()):
+        lines.append(f"  {name:{width}s}  {_pct(r['before']):>7s}"
+                     + "".join(f"  {_pct(r[s['name']]):>7s}" for s in scs))
+    lines.append(f"  leading cause: before {at['leading_before']}; "
+                 + "; ".join(f"[{i}] {s['leading_cause']}" for i, s in enumerate(scs, start=1)))
+    if at.get("next_test_before") is not None or any(s.get("next_test") for s in scs):
+        lines.append(f"  best next test: before {(at['next_test_before'] or {}).get('test', 'none')}; "
+                     + "; ".join(f"[{i}] {(s['next_test'] or {}).get('test', 'none')}"
+                                 for i, s in enumerate(scs, start=1)))
+    return "\n".join(lines)
