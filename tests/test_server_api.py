@@ -305,3 +305,13 @@ def test_missing_extra_is_one_clear_line(monkeypatch, capsys):
     assert cli_main(["serve", "--port", "8123"]) == 2
     err = capsys.readouterr().err
     assert "alpnet[serve]" in err and "Traceback" not in err
+
+
+def test_impossible_evidence_names_the_findings(client):
+    # placental ALP in a man: the model gives this evidence probability zero
+    r = client.post("/diagnose", json={"patient": {"age": 30, "sex": "male"}, "labs": {"alp": "200 U/L"},
+                                       "tests": {"alp_isoenzymes": "placental"}})
+    assert r.status_code == 422
+    err = r.json()
+    assert set(err["findings"]) == {"patient.sex", "tests.alp_isoenzymes"}
+    assert err["key"] in err["findings"] and "placental" in err["error"] and "male" in err["error"]

@@ -213,8 +213,12 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         message = str(exc)
         body = {"error": message, "key": _key_of(message), "model": info, "disclaimer": DISCLAIMER}
         findings = getattr(exc, "findings", None)
-        if findings:
-            body["findings"] = list(findings)
+        if findings:  # evidence the model calls impossible: name the findings by their case keys
+            variables = model.priors.variables
+            keys = [str(variables[f].case_key) if f in variables and variables[f].case_key else str(f)
+                    for f in findings]
+            body["findings"] = keys
+            body["key"] = keys[0]
         return JSONResponse(status_code=422, content=body)
 
     @app.exception_handler(RequestValidationError)

@@ -33,8 +33,12 @@ def _lab_field(name: str, spec: dict[str, Any], label: str, *, required: bool = 
     units += [u for u in spec.get("own_limit_units") or [] if u not in units]
     canonical = spec.get("unit") or (units[0] if units else "")
     verdicts = [w for w in VERDICTS if (spec.get("verdicts") or {}).get(w)]
-    return {"key": f"labs.{name}", "name": name, "label": label, "type": "lab", "units": units,
-            "unit": canonical, "verdicts": verdicts, "required": required}
+    field = {"key": f"labs.{name}", "name": name, "label": label, "type": "lab", "units": units,
+             "unit": canonical, "verdicts": verdicts, "required": required}
+    plausible = spec.get("plausible") or {}
+    if plausible.get("min") is not None and plausible.get("max") is not None:
+        field["plausible"] = [float(plausible["min"]), float(plausible["max"])]  # in `unit`
+    return field
 
 
 def case_fields(model: Any) -> dict[str, Any]:
@@ -51,7 +55,8 @@ def case_fields(model: Any) -> dict[str, Any]:
         (the dotted case key, e.g. ``labs.ggt``), ``name``, ``label`` and ``type``:
         ``number`` (with ``minimum``, ``maximum``, ``unit``), ``boolean``
         (``true`` / ``false`` / not known), ``choice`` (with ``options``) or ``lab``
-        (with ``units``, the canonical ``unit`` and the lab's ``verdicts``).
+        (with ``units``, the canonical ``unit``, the lab's ``verdicts`` and ``plausible``,
+        the possible range in the canonical unit).
 
     Examples
     --------
