@@ -98,6 +98,20 @@ def _wait_redraw(page, before: int) -> None:
                            arg=before, timeout=60_000)
 
 
+_SAME_CASE = """(want) => {
+    const canon = (x) => (x && typeof x === 'object' && !Array.isArray(x))
+        ? Object.keys(x).sort().map((k) => JSON.stringify(k) + ':' + canon(x[k])).join(',') : JSON.stringify(x);
+    const shown = document.getElementById('results').dataset.case;
+    return shown !== undefined && canon(JSON.parse(shown)) === canon(want)
+        && document.getElementById('status').textContent === 'Up to date.';
+}"""
+
+
+def _wait_for_case(page, case: dict) -> None:
+    """Wait until the answers on show are those of ``case`` (typing triggers several redraws)."""
+    page.wait_for_function(_SAME_CASE, arg=case, timeout=60_000)
+
+
 def _posteriors(page) -> dict[str, float]:
     return {li.get_attribute("data-cause"): float(li.get_attribute("data-posterior"))
             for li in page.query_selector_all("#posterior li")}
@@ -121,8 +135,8 @@ def test_enter_a_case_see_the_leading_cause_and_toggle_a_finding(page, model, se
     page.fill("#f-labs-alp", "390")
     page.fill("#f-labs-ggt", "240")
     _wait_redraw(page, n)
-    page.wait_for_function("() => document.getElementById('status').textContent === 'Up to date.'", timeout=60_000)
     case = {"patient": {"age": 67, "sex": "female"}, "labs": {"alp": "390 U/L", "ggt": "240 U/L"}}
+    _wait_for_case(page, case)
     expected = httpx.post(server_url + "/diagnose", json=case).json()
     lead = expected["leading_cause"]
     assert page.get_attribute("#leading", "data-cause") == lead
@@ -138,7 +152,7 @@ def test_enter_a_case_see_the_leading_cause_and_toggle_a_finding(page, model, se
     n = _rendered(page)
     page.click('#what-if-toggles button[data-key="symptoms.jaundice"]')
     _wait_redraw(page, n)
-    page.wait_for_function("() => document.getElementById('status').textContent === 'Up to date.'", timeout=60_000)
+    _wait_for_case(page, {**case, "symptoms": {"jaundice": True}})
     assert page.input_value("#f-symptoms-jaundice") == "true"
     assert "Jaundice" in page.inner_text("#what-if-result")
     after = _posteriors(page)

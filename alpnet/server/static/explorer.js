@@ -334,6 +334,7 @@
       if (seq !== state.seq) return;
       renderNextTests(n);
       $("status").textContent = "Up to date.";
+      $("results").dataset.case = JSON.stringify(c);  // the case the answers on show are about
       $("results").dataset.rendered = String(++state.rendered);
     } catch (e) {
       if (seq === state.seq) showError(e);
