@@ -345,8 +345,8 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
             with np.errstate(divide="ignore", invalid="ignore"):
                 p_c = float(pres_full[i] / pres_rest[i]) if pres_rest[i] > 0 else float("nan")
                 p_n = float(abs_full[i] / abs_rest[i]) if abs_rest[i] > 0 else float("nan")
-            woe = _diff(_diff(J.log_present(full)[i], J.log_present(rest)[i]),
-                        _diff(J.log_absent(full)[i], J.log_absent(rest)[i]))
+            # log2 O(X | e) - log2 O(X | e\f); 0 when the rest (or the context) already decides X
+            woe = _diff(J.log_odds(full)[i], J.log_odds(rest)[i])
             contrib = float(contribs[k])
             rows.append({"cause": c, "order": k + 1, "key": _key(model, var), "variable": var,
                          "finding": model.label(var), "state": _state_text(found[var]), "woe_bits": float(woe),

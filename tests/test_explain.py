@@ -236,3 +236,21 @@ def test_cli_explain_plot_is_written_and_replaced_only_with_force(capsys, tmp_pa
     assert code == 2 and "already exists; use --force" in err and out == ""
     code, _, err = run(capsys, "explain", path, "--plot", str(target), "--force")
     assert code == 0, err
+
+
+def test_a_finding_that_decides_has_an_infinite_weight_written_as_null(model):
+    case = load("pregnancy_extreme_placental")
+    ex = explain(model, case, cause="pregnancy")
+    row = ex.for_cause("pregnancy").set_index("key").loc["tests.alp_isoenzymes"]
+    assert row["woe_bits"] == math.inf and row["contribution_bits"] == math.inf
+    rec = explain_record(model, case, cause="pregnancy")
+    json.dumps(rec, allow_nan=False)
+    iso = [f for f in rec["causes"][0]["findings"] if f["key"] == "tests.alp_isoenzymes"][0]
+    assert iso["woe_bits"] is None
+
+
+def test_a_cause_the_context_rules_out_does_not_move(model):
+    ex = explain(model, load("paget"), cause="pregnancy")  # a man
+    rows = ex.for_cause("pregnancy")
+    assert ex.summary.iloc[0]["prior"] == 0 and ex.summary.iloc[0]["shift_bits"] == 0
+    assert (rows["woe_bits"] == 0).all() and (rows["contribution_bits"] == 0).all()
