@@ -283,3 +283,12 @@ def test_controls_without_ipywidgets_say_how_to_install(model, monkeypatch):
     assert not widgets_available()
     with pytest.raises(alpnet.AlpnetError, match=r"pip install 'alpnet\[widgets\]'"):
         what_if_controls(model, load("paget"))
+
+
+def test_model_methods_are_the_module_functions(model):
+    case = load("paget")
+    a = model.what_if(case, set={"labs.ggt": "300 U/L"})
+    b = what_if(model, case, set={"labs.ggt": "300 U/L"})
+    assert a.equals(b) and a.attrs["next_test_after"] == b.attrs["next_test_after"]
+    ex = model.explain(case, cause="paget")
+    assert list(ex.summary["cause"]) == ["paget"]
