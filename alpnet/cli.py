@@ -350,7 +350,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     plot = _plot_target(args)
     model = _load(args)
     case, _ = _one_case(args, model)
-    ex = explain(model, case, cause=args.cause, versus=args.versus, top=args.top)
+    ex = explain(model, case, cause=args.cause, versus=args.versus, top=args.top, method=args.method)
     if args.format == "json":
         rec = ex.to_record()
         rec["disclaimer"] = DISCLAIMER
@@ -562,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--cause", metavar="X", help="explain this cause (default: the leading causes)")
     x.add_argument("--versus", metavar="Y", help="pairwise: which findings favour X and which Y")
     x.add_argument("--top", type=int, default=3, help="leading causes to explain without --cause (default 3)")
+    x.add_argument("--method", choices=["chain", "shapley"], default="chain",
+                   help="split the shift by the chain rule in a fixed order (default) or by Shapley values")
     x.add_argument("--format", choices=["table", "json"], default="table")
     x.add_argument("--plot", metavar="FILE.png", help="also draw the evidence waterfall (.png, .svg or .pdf)")
     x.add_argument("--force", action="store_true", help="replace the --plot file if it exists")

@@ -28,6 +28,12 @@ P(X | ctx, e), and the **total shift** is the change of log-odds::
   symptoms, then the tests (``model.priors.findings``) — unless ``order`` is given.
   ``share`` is ``contribution / shift``.
 
+* **Shapley values** (``method="shapley"``): the chain-rule contributions averaged over
+  every order of the findings — the Shapley value of each finding in the game whose value
+  of a set S of findings is log2 O(X | ctx, S). They add up exactly to the shift too and do
+  not depend on an order; exact up to :data:`SHAPLEY_EXACT_MAX` findings (every subset),
+  averaged over seeded random orders above that.
+
 * **Versus** (a differential, X against Y). Causes can co-occur, so the two hypotheses
   compared are "X without Y" (X present, Y absent) and "Y without X"::
 
@@ -76,7 +82,7 @@ from .evidence import Case, case_from_mapping
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["Explanation", "explain", "explain_record", "CONFLICT_THRESHOLD_BITS"]
+__all__ = ["Explanation", "explain", "explain_record", "CONFLICT_THRESHOLD_BITS", "SHAPLEY_EXACT_MAX"]
 
 #: A finding "pulls against the rest" when the rest of the findings make it less expected
 #: than it was on its own by more than this many bits (a tenth of a bit: about 7%).
@@ -111,6 +117,8 @@ class Explanation:
         sum_contributions_bits`` (ratios are log2 P(X, not Y | .) / P(Y, not X | .)).
     order : list of str
         Case keys of the findings in the decomposition order.
+    method : str
+        How the contributions were computed (chain rule, exact or sampled Shapley values).
     context : list of str
         Case keys of the context (patient and history) the prior is conditioned on.
     model : dict
@@ -127,6 +135,7 @@ class Explanation:
     order: list[str] = field(default_factory=list)
     context: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
+    method: str = "chain rule in a fixed order"
 
     def for_cause(self, cause: str) -> pd.DataFrame:
         """The findings table of one cause."""
@@ -139,7 +148,7 @@ class Explanation:
         """JSON-serialisable form (the ``--format json`` answer without the disclaimer)."""
         rec: dict[str, Any] = {
             "case_id": self.case_id,
-            "method": "chain-rule decomposition in a fixed order; woe given all other findings",
+            "method": self.method,
             "order": list(self.order),
             "context": list(self.context),
             "causes": [],
@@ -192,33 +201,45 @@ class _Joint:
             raise AlpnetError("explanations need alpnet's exact enumeration engine; this prior set has more "
                               "causes than its limit (see alpnet.engine.MAX_HIDDEN)")
         self.engine = engine
-        self.bits = engine.bits
+        self.k = len(engine.hidx)
         self.hidx = engine.hidx
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
         self._w: dict[tuple, np.ndarray] = {}
 
     def weights(self, ev: Mapping[str, Any]) -> np.ndarray:
-        """P(C = c, E) for every cause configuration c."""
+        """P(C = c, E) for every cause configuration c, shaped ``(2,) * k`` (one axis per cause)."""
         key = tuple(sorted((k, _freeze(v)) for k, v in ev.items()))
         w = self._w.get(key)
         if w is None:
             w, _ = self.engine.joint(dict(ev))
+            w = w.reshape((2,) * self.k)
             self._w[key] = w
+            if len(self._w) > 64:  # a few MB each: keep only the recent ones
+                self._w.pop(next(iter(self._w)))
         return w
 
     def __call__(self, ev: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
+        """P(X present, E) and P(X absent, E) for every hidden X, and P(E)."""
         key = tuple(sorted((k, _freeze(v)) for k, v in ev.items()))
         hit = self._cache.get(key)
         if hit is None:
             w = self.weights(ev)
-            hit = (w @ self.bits, w @ (1.0 - self.bits), float(w.sum()))
+            present = np.empty(self.k)
+            absent = np.empty(self.k)
+            flat = w.reshape(-1)
+            for i in range(self.k):  # axis i of the cause space; summing both halves keeps tiny ones exact
+                m = np.einsum("abc->b", flat.reshape(2**i, 2, -1))
+                absent[i], present[i] = m[0], m[1]
+            hit = (present, absent, float(w.sum()))
             self._cache[key] = hit
         return hit
 
     def log_pair(self, ev: Mapping[str, Any], i: int, j: int) -> float:
         """log2 P(cause i present, cause j absent, E)."""
         w = self.weights(ev)
-        return float(_log2(w @ (self.bits[:, i] * (1.0 - self.bits[:, j]))))
+        idx: list[Any] = [slice(None)] * self.k
+        idx[i], idx[j] = 1, 0
+        return float(_log2(w[tuple(idx)].sum()))
 
     def log_odds(self, ev: Mapping[str, Any]) -> np.ndarray:
         present, absent, _ = self(ev)
@@ -251,7 +272,8 @@ def _state_text(v: Any) -> str:
 
 
 def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None = None,
-            versus: str | None = None, top: int = 3, order: Sequence[str] | None = None) -> Explanation:
+            versus: str | None = None, top: int = 3, order: Sequence[str] | None = None,
+            method: str = "chain", permutations: int = 100, seed: int = 0) -> Explanation:
     """Weights of evidence of every finding for the leading causes.
 
     Parameters
@@ -268,6 +290,15 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
     order : sequence of str, optional
         Decomposition order of the findings (case keys such as ``labs.ggt`` or variable
         names); findings not listed follow in the prior set's order.
+    method : {"chain", "shapley"}, default "chain"
+        How ``contribution_bits`` splits the shift: the chain rule in the fixed order, or
+        Shapley values over the findings (the chain-rule contributions averaged over every
+        order; exact up to :data:`SHAPLEY_EXACT_MAX` findings, else averaged over
+        ``permutations`` random orders drawn with ``seed``). Both add up exactly to the shift.
+        Shapley values cost one posterior per subset (or per step of each order): seconds
+        to a minute, where the chain rule costs one per finding.
+    permutations, seed : int
+        For sampled Shapley values.
 
     Returns
     -------
@@ -299,6 +330,8 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
             close = difflib.get_close_matches(str(name), causes, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise CaseError(f"{flag} {name!r}: unknown cause{hint}; accepted: {', '.join(causes)}")
+    if method not in ("chain", "shapley"):
+        raise CaseError(f"method {method!r}: unknown; accepted: chain, shapley")
     evidence, _ = model.evidence_of(case)
     pset = model.priors
     ctx = {k: v for k, v in evidence.items() if k in pset.context}
@@ -328,11 +361,17 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
         prefixes.append({**prefixes[-1], var: found[var]})
     loo = {var: {k: v for k, v in full.items() if k != var} for var in seq}
 
+    shapley, how = None, "chain rule in a fixed order"
+    if method == "shapley":
+        shapley, how = _shapley(J, ctx, found, seq, lambda ev: J.log_odds(ev), permutations, seed)
     summary_rows, rows = [], []
     for c in chosen:
         i = hi[c]
         shift = _diff(lo_post[i], lo_prior[i])
-        contribs = [_diff(J.log_odds(prefixes[k + 1])[i], J.log_odds(prefixes[k])[i]) for k in range(len(seq))]
+        if method == "shapley":
+            contribs = list(shapley[:, i])
+        else:
+            contribs = [_diff(J.log_odds(prefixes[k + 1])[i], J.log_odds(prefixes[k])[i]) for k in range(len(seq))]
         total = float(np.sum(contribs)) if contribs else 0.0
         summary_rows.append({"cause": c, "label": model.label(c), "prior": float(p_prior[i]),
                              "posterior": float(p_post[i]), "prior_log_odds_bits": float(lo_prior[i]),
@@ -345,8 +384,8 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
             with np.errstate(divide="ignore", invalid="ignore"):
                 p_c = float(pres_full[i] / pres_rest[i]) if pres_rest[i] > 0 else float("nan")
                 p_n = float(abs_full[i] / abs_rest[i]) if abs_rest[i] > 0 else float("nan")
-            woe = _diff(_diff(J.log_present(full)[i], J.log_present(rest)[i]),
-                        _diff(J.log_absent(full)[i], J.log_absent(rest)[i]))
+            # log2 O(X | e) - log2 O(X | e\f); 0 when the rest (or the context) already decides X
+            woe = _diff(J.log_odds(full)[i], J.log_odds(rest)[i])
             contrib = float(contribs[k])
             rows.append({"cause": c, "order": k + 1, "key": _key(model, var), "variable": var,
                          "finding": model.label(var), "state": _state_text(found[var]), "woe_bits": float(woe),
@@ -378,22 +417,28 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
     vs_df, vs_summary = None, None
     if versus is not None:
         x = cause if cause is not None else chosen[0]
-        vs_df, vs_summary = _versus(model, J, x, versus, ctx, found, full, seq, prefixes, loo)
+        vs_df, vs_summary = _versus(model, J, x, versus, ctx, found, full, seq, prefixes, loo,
+                                    method=method, permutations=permutations, seed=seed)
 
     return Explanation(case_id=case.id, summary=summary, findings=findings, conflict=conflict,
                        conflict_bits=float(conflict_bits), versus=vs_df, versus_summary=vs_summary,
                        order=[_key(model, v) for v in seq], context=[_key(model, v) for v in ctx],
-                       model=model.version_info)
+                       model=model.version_info, method=how)
 
 
-def _versus(model, J: _Joint, x: str, y: str, ctx, found, full, seq, prefixes, loo):
+def _versus(model, J: _Joint, x: str, y: str, ctx, found, full, seq, prefixes, loo, *, method: str = "chain",
+            permutations: int = 200, seed: int = 0):
     ix, iy = J.hidx[x], J.hidx[y]
 
     def ratio(ev):
         return _diff(J.log_pair(ev, ix, iy), J.log_pair(ev, iy, ix))
 
     prior_r, post_r = ratio(ctx), ratio(full)
-    contribs = [_diff(ratio(prefixes[k + 1]), ratio(prefixes[k])) for k in range(len(seq))]
+    if method == "shapley":
+        values, _ = _shapley(J, ctx, found, seq, lambda ev: np.array([ratio(ev)]), permutations, seed)
+        contribs = list(values[:, 0])
+    else:
+        contribs = [_diff(ratio(prefixes[k + 1]), ratio(prefixes[k])) for k in range(len(seq))]
     total = float(np.sum(contribs)) if contribs else 0.0
     rows = []
     for k, var in enumerate(seq):
@@ -412,6 +457,56 @@ def _versus(model, J: _Joint, x: str, y: str, ctx, found, full, seq, prefixes, l
     summary = {"cause": x, "versus": y, "prior_ratio_bits": float(prior_r), "posterior_ratio_bits": float(post_r),
                "shift_bits": float(_diff(post_r, prior_r)), "sum_contributions_bits": total}
     return df, summary
+
+
+#: Up to this many findings, Shapley values are computed exactly (2^n evidence subsets).
+SHAPLEY_EXACT_MAX = 10
+
+
+def _shapley(J: _Joint, ctx, found, seq, value, permutations: int, seed: int):
+    """Shapley values of the findings for the value function ``value(evidence) -> array``.
+
+    Exact (every subset, weighted by |S|! (n-|S|-1)! / n!) up to SHAPLEY_EXACT_MAX findings;
+    above, the chain-rule contributions averaged over random orders (each order's
+    contributions add up to the total, so their average does too).
+    """
+    n = len(seq)
+    if n == 0:
+        return np.zeros((0, len(value(ctx)))), "Shapley values (no findings)"
+
+    def ev_of(mask: int) -> dict[str, Any]:
+        return {**ctx, **{seq[k]: found[seq[k]] for k in range(n) if mask >> k & 1}}
+
+    if n <= SHAPLEY_EXACT_MAX:
+        vals = np.array([value(ev_of(m)) for m in range(2**n)], dtype=float)
+        fact = [math.factorial(k) for k in range(n + 1)]
+        out = np.zeros((n, vals.shape[1]))
+        sizes = [bin(m).count("1") for m in range(2**n)]
+        for k in range(n):
+            bit = 1 << k
+            for m in range(2**n):
+                if m & bit:
+                    continue
+                weight = fact[sizes[m]] * fact[n - sizes[m] - 1] / fact[n]
+                out[k] += weight * _diff(vals[m | bit], vals[m])
+        return out, f"Shapley values over the findings (exact, {2**n} subsets)"
+    rng = np.random.default_rng(seed)
+    cache: dict[int, np.ndarray] = {}
+
+    def v(mask: int) -> np.ndarray:
+        if mask not in cache:
+            cache[mask] = np.asarray(value(ev_of(mask)), dtype=float)
+        return cache[mask]
+
+    out = np.zeros((n, len(v(0))))
+    for _ in range(int(permutations)):
+        mask = 0
+        for k in rng.permutation(n):
+            new = mask | (1 << int(k))
+            out[k] += _diff(v(new), v(mask))
+            mask = new
+    out /= int(permutations)
+    return out, f"Shapley values over the findings (sampled: {int(permutations)} random orders, seed {seed})"
 
 
 def _key(model: "Model", var: str) -> str:
@@ -435,7 +530,7 @@ def _order(model: "Model", present: list[str], order: Sequence[str] | None) -> l
 
 
 def explain_record(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None = None,
-                   versus: str | None = None) -> dict[str, Any]:
+                   versus: str | None = None, method: str = "chain") -> dict[str, Any]:
     """The JSON answer of ``alpnet explain CASE --format json`` (JSON-serialisable).
 
     Returns
@@ -452,7 +547,7 @@ def explain_record(model: "Model", case: Case | Mapping[str, Any], *, cause: str
     """
     from .model import DISCLAIMER
 
-    rec = explain(model, case, cause=cause, versus=versus).to_record()
+    rec = explain(model, case, cause=cause, versus=versus, method=method).to_record()
     rec["disclaimer"] = DISCLAIMER
     return rec
 
@@ -510,7 +605,7 @@ def format_explanation(ex: Explanation) -> str:
             f"{r.key}={r.state} ({_b(r.conflict_bits)} bits)" for r in against.itertuples()))
     else:
         lines.append("  no finding pulls against the rest")
+    how = ("chain-rule contribution in the order shown" if ex.method.startswith("chain") else ex.method)
     lines.append("  (woe|rest: log2 P(f | cause, other findings) / P(f | no cause, other findings); contrib.: "
-                 "chain-rule contribution in the order shown, which adds up to the shift; share shown when the "
-                 "shift is at least half a bit)")
+                 f"{how}, which adds up to the shift; share shown when the shift is at least half a bit)")
     return "\n".join(lines)

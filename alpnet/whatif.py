@@ -35,8 +35,8 @@ from .schema import SECTIONS
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["Scenario", "apply_changes", "what_if", "what_if_record", "read_scenarios", "compare_scenarios",
-           "scenarios_record", "parse_assignment"]
+__all__ = ["Scenario", "apply_changes", "what_if", "what_if_record", "what_if_evidence", "read_scenarios",
+           "compare_scenarios", "scenarios_record", "parse_assignment", "format_what_if", "format_scenarios"]
 
 
 class Scenario:
@@ -227,6 +227,44 @@ def what_if(model: "Model", case: Case | Mapping[str, Any], *, set: Mapping[str,
         "next_test_after": _best_test(model, ev_after) if next_test else None,
         "model": model.version_info,
     })
+    return df
+
+
+def what_if_evidence(model: "Model", before: Mapping[str, Any], after: Mapping[str, Any], *,
+                     case_id: str = "evidence") -> pd.DataFrame:
+    """:func:`what_if` on model evidence (``{variable: state}``) instead of case values.
+
+    For interactive controls that set model states directly (``alpnet.widgets``). Same frame
+    as :func:`what_if` without the next-test columns; ``attrs["changes"]`` lists the
+    variables whose evidence differs (``key`` is the case key).
+
+    Examples
+    --------
+    >>> import alpnet
+    >>> from alpnet.whatif import what_if_evidence
+    >>> model = alpnet.load_model()
+    >>> ev = {"age": "70_plus", "alp": "moderate"}
+    >>> df = what_if_evidence(model, ev, {**ev, "ggt": "very_high"})
+    >>> df.attrs["changes"][0]["key"]
+    'labs.ggt'
+    """
+    b = model.diagnose(evidence=dict(before))
+    a = model.diagnose(evidence=dict(after))
+    bp, ap = b.set_index("cause")["posterior"], a.set_index("cause")["posterior"]
+    rows = [{"cause": c, "label": model.label(c), "before": float(bp[c]), "after": float(ap[c]),
+             "change": float(ap[c] - bp[c])} for c in model.causes]
+    df = pd.DataFrame(rows, columns=["cause", "label", "before", "after", "change"])
+    df = df.sort_values(["after", "before", "cause"], ascending=[False, False, True],
+                        kind="mergesort").reset_index(drop=True)
+    changes = []
+    for var in list(dict.fromkeys([*before, *after])):
+        if before.get(var) != after.get(var):
+            key = model.priors.variables[var].case_key or var
+            changes.append({"key": str(key), "before": before.get(var), "after": after.get(var)})
+    df.attrs.update({"case_id": case_id, "changes": changes, "leading_before": b.attrs["leading_cause"],
+                     "leading_after": a.attrs["leading_cause"], "leak_before": b.attrs["leak"],
+                     "leak_after": a.attrs["leak"], "evidence_before": dict(before), "evidence_after": dict(after),
+                     "next_test_before": None, "next_test_after": None, "model": model.version_info})
     return df
 
 

@@ -236,3 +236,84 @@ def test_cli_explain_plot_is_written_and_replaced_only_with_force(capsys, tmp_pa
     assert code == 2 and "already exists; use --force" in err and out == ""
     code, _, err = run(capsys, "explain", path, "--plot", str(target), "--force")
     assert code == 0, err
+
+
+def test_a_finding_that_decides_has_an_infinite_weight_written_as_null(model):
+    case = load("pregnancy_extreme_placental")
+    ex = explain(model, case, cause="pregnancy")
+    row = ex.for_cause("pregnancy").set_index("key").loc["tests.alp_isoenzymes"]
+    assert row["woe_bits"] == math.inf and row["contribution_bits"] == math.inf
+    rec = explain_record(model, case, cause="pregnancy")
+    json.dumps(rec, allow_nan=False)
+    iso = [f for f in rec["causes"][0]["findings"] if f["key"] == "tests.alp_isoenzymes"][0]
+    assert iso["woe_bits"] is None
+
+
+def test_a_cause_the_context_rules_out_does_not_move(model):
+    ex = explain(model, load("paget"), cause="pregnancy")  # a man
+    rows = ex.for_cause("pregnancy")
+    assert ex.summary.iloc[0]["prior"] == 0 and ex.summary.iloc[0]["shift_bits"] == 0
+    assert (rows["woe_bits"] == 0).all() and (rows["contribution_bits"] == 0).all()
+
+
+# ----------------------------------------------------------------------------- Shapley values
+
+SMALL = {"id": "small", "patient": {"age": 70, "sex": "male"},
+         "labs": {"alp": "400 U/L", "alp_uln": "130 U/L", "ggt": "25 U/L", "psa": "30 ng/mL"},
+         "symptoms": {"bone_pain": True}, "tests": {"bone_scan": "multiple_foci"}}
+
+
+def _orders_average(model, cause):
+    """Recipe: the chain-rule contribution of each finding averaged over all n! orders,
+    each computed from model.diagnose posteriors (log-odds before and after adding it)."""
+    import itertools
+
+    evidence, _ = model.evidence_of(SMALL)
+    ctx = {k: v for k, v in evidence.items() if k in model.priors.context}
+    found = [k for k in evidence if k not in ctx]
+    lo_cache = {}
+
+    def lo(keys):
+        key = frozenset(keys)
+        if key not in lo_cache:
+            table = model.diagnose(evidence={**ctx, **{k: evidence[k] for k in keys}}).set_index("cause")
+            lo_cache[key] = log2_odds(table.loc[cause, "posterior"])
+        return lo_cache[key]
+
+    total = {f: 0.0 for f in found}
+    orders = list(itertools.permutations(found))
+    for order in orders:
+        for k, f in enumerate(order):
+            total[f] += lo(order[: k + 1]) - lo(order[:k])
+    return {f: v / len(orders) for f, v in total.items()}
+
+
+def test_shapley_values_are_the_chain_rule_averaged_over_every_order(model):
+    ex = explain(model, SMALL, cause="bone_metastases", method="shapley")
+    assert ex.method.startswith("Shapley values over the findings (exact")
+    rows = ex.for_cause("bone_metastases").set_index("variable")
+    want = _orders_average(model, "bone_metastases")
+    for f, v in want.items():
+        assert rows.loc[f, "contribution_bits"] == pytest.approx(v, abs=1e-6), f
+    assert rows["contribution_bits"].sum() == pytest.approx(ex.summary.iloc[0]["shift_bits"], abs=1e-9)
+    # the leave-one-out weights do not depend on the method
+    chain = explain(model, SMALL, cause="bone_metastases").for_cause("bone_metastases").set_index("variable")
+    assert np.allclose(rows["woe_bits"], chain.loc[rows.index, "woe_bits"], atol=1e-12)
+
+
+def test_sampled_shapley_values_still_add_up_exactly(model, monkeypatch):
+    import alpnet.explain as explain_module
+
+    exact = explain(model, SMALL, cause="bone_metastases", versus="paget", method="shapley")
+    monkeypatch.setattr(explain_module, "SHAPLEY_EXACT_MAX", 2)
+    sampled = explain(model, SMALL, cause="bone_metastases", versus="paget", method="shapley", permutations=300)
+    assert "sampled: 300 random orders" in sampled.method
+    s = sampled.summary.iloc[0]
+    assert sampled.findings["contribution_bits"].sum() == pytest.approx(s["shift_bits"], abs=1e-9)
+    assert sampled.versus["contribution_bits"].sum() == pytest.approx(sampled.versus_summary["shift_bits"], abs=1e-9)
+    assert np.allclose(sampled.findings["contribution_bits"], exact.findings["contribution_bits"], atol=0.5)
+
+
+def test_unknown_method_is_named(model):
+    with pytest.raises(alpnet.CaseError, match="method 'lime': unknown; accepted: chain, shapley"):
+        explain(model, SMALL, method="lime")

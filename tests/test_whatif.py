@@ -235,3 +235,60 @@ def test_cli_plot_is_written_atomically_and_not_replaced_without_force(capsys, t
     assert code == 0, err
     code, _, err = run(capsys, *argv[:-1], str(tmp_path / "wi.bmp"))
     assert code == 2 and "unknown file type '.bmp'" in err
+
+
+# ----------------------------------------------------------------------------- interactive controls
+
+
+def test_evidence_what_if_matches_the_case_what_if(model):
+    from alpnet.whatif import what_if_evidence
+    from alpnet.widgets import AS_IN_CASE, NOT_KNOWN, evidence_from_choices
+
+    case = load("paget_vs_metastases_metastases")
+    base, _ = model.evidence_of(case)
+    after = evidence_from_choices(base, {"bone_scan": "paget_pattern", "psa": NOT_KNOWN, "alp": AS_IN_CASE})
+    assert after["bone_scan"] == "paget_pattern" and "psa" not in after and after["alp"] == base["alp"]
+    by_evidence = what_if_evidence(model, base, after).set_index("cause")["after"]
+    by_case = what_if(model, case, set={"tests.bone_scan": "paget_pattern"}, unset=["labs.psa"],
+                      next_test=False).set_index("cause")["after"]
+    assert (by_evidence[by_case.index] == by_case).all()
+    same = what_if_evidence(model, base, evidence_from_choices(base, {v: AS_IN_CASE for v in base}))
+    assert (same["before"] == same["after"]).all() and same.attrs["changes"] == []
+
+
+def test_controls_follow_the_drop_downs(model):
+    import ipywidgets
+
+    from alpnet.widgets import what_if_controls
+
+    box = what_if_controls(model, load("paget_vs_metastases_metastases"), findings=["bone_scan", "psa"])
+    grid = box.children[1]
+    drops = {d.description: d for d in grid.children}
+    assert set(drops) == {"tests.bone_scan", "labs.psa"}
+    assert drops["tests.bone_scan"].value == "multiple_foci"
+    status = box.children[2]
+    assert "Bone metastases" in status.value
+    drops["tests.bone_scan"].value = "paget_pattern"
+    drops["labs.psa"].value = "normal"
+    assert "Paget disease of bone" in status.value
+    assert isinstance(box, ipywidgets.VBox)
+
+
+def test_controls_without_ipywidgets_say_how_to_install(model, monkeypatch):
+    import sys
+
+    from alpnet.widgets import what_if_controls, widgets_available
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    assert not widgets_available()
+    with pytest.raises(alpnet.AlpnetError, match=r"pip install 'alpnet\[widgets\]'"):
+        what_if_controls(model, load("paget"))
+
+
+def test_model_methods_are_the_module_functions(model):
+    case = load("paget")
+    a = model.what_if(case, set={"labs.ggt": "300 U/L"})
+    b = what_if(model, case, set={"labs.ggt": "300 U/L"})
+    assert a.equals(b) and a.attrs["next_test_after"] == b.attrs["next_test_after"]
+    ex = model.explain(case, cause="paget")
+    assert list(ex.summary["cause"]) == ["paget"]
