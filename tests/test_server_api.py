@@ -114,6 +114,14 @@ def test_explain_is_explain_record(client, model):
     _carries_model_and_disclaimer(body, model)
 
 
+def test_explain_method_shapley_and_a_bad_method(client):
+    r = client.post("/explain", json=CASE, params={"cause": "paget", "method": "shapley"})
+    assert r.status_code == 200 and "shapley" in r.json()["method"].lower()
+    r = client.post("/explain", json=CASE, params={"method": "magic"})
+    assert r.status_code == 422 and r.json()["key"] == "method" and "'magic'" in r.json()["error"]
+    assert "chain|shapley" in r.json()["error"]
+
+
 def test_cases_list_and_one_case(client, model):
     listed = client.get("/cases").json()
     assert [c["name"] for c in listed["cases"]] == alpnet.list_examples()

@@ -334,8 +334,11 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
                                   max_length=100),
         versus: str | None = Query(None, description="a second cause to weigh each finding against",
                                    max_length=100),
+        method: str = Query("chain", pattern="^(chain|shapley)$",
+                            description="chain: the chain rule in a fixed order; shapley: averaged over orders"),
     ) -> JSONResponse:
-        return await compute(records.explain_answer, model, await read_json(request), cause=cause, versus=versus)
+        return await compute(records.explain_answer, model, await read_json(request), cause=cause, versus=versus,
+                             method=method)
 
     # ------------------------------------------------------------------ OpenAPI document
     def openapi() -> dict[str, Any]:

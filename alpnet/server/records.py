@@ -110,11 +110,12 @@ def what_if_answer(model: Any, data: Any, *, set: Mapping[str, Any] | None = Non
     return jsonable(what_if_record(model, _case(data), set=set, unset=unset))
 
 
-def explain_answer(model: Any, data: Any, *, cause: str | None = None, versus: str | None = None) -> dict[str, Any]:
+def explain_answer(model: Any, data: Any, *, cause: str | None = None, versus: str | None = None,
+                   method: str = "chain") -> dict[str, Any]:
     """``alpnet explain --format json`` (:func:`alpnet.explain.explain_record`)."""
     from ..explain import explain_record
 
-    return jsonable(explain_record(model, _case(data), cause=cause, versus=versus))
+    return jsonable(explain_record(model, _case(data), cause=cause, versus=versus, method=method))
 
 
 def case_list() -> list[dict[str, Any]]:
