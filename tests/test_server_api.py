@@ -157,6 +157,8 @@ def test_page_and_assets_are_served_without_internet(client):
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "not for clinical decisions" in page.text.lower() or "research and teaching" in page.text.lower()
     assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-alpnet-priors-sha256"] == client.get("/fields").json()["model"]["priors_sha256"]
+    assert page.headers["x-alpnet-version"] == alpnet.__version__
     for asset in sorted(STATIC_DIR.iterdir()):
         r = client.get(f"/static/{asset.name}")
         assert r.status_code == 200, asset.name

@@ -65,11 +65,15 @@ class _LimitBody:
     """ASGI middleware: refuse a request body over ``limit`` bytes with a 413 before it is read.
 
     A declared ``Content-Length`` over the limit is refused at once; a chunked body
-    is counted as it arrives. Also adds security headers to every response.
+    is counted as it arrives. Also adds security headers and the model's version and
+    prior-set hash (``X-Alpnet-Version``, ``X-Alpnet-Priors-Sha256``) to every response.
     """
 
     def __init__(self, app: Any, limit: int, info: dict[str, Any]):
         self.app, self.limit, self.info = app, limit, info
+        # every response, the page and its assets included, says which model answered
+        self.headers = _SECURITY_HEADERS + [(b"x-alpnet-version", str(info.get("version", "")).encode()),
+                                            (b"x-alpnet-priors-sha256", str(info.get("priors_sha256", "")).encode())]
 
     async def _too_large(self, send: Callable) -> None:
         body = json.dumps({"error": f"body: larger than the limit of {self.limit} bytes; "
@@ -77,7 +81,7 @@ class _LimitBody:
                            "key": "body", "model": self.info, "disclaimer": DISCLAIMER}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())] + _SECURITY_HEADERS})
+                                (b"content-length", str(len(body)).encode())] + self.headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -110,7 +114,7 @@ class _LimitBody:
             if message["type"] == "http.response.start":
                 started = True
                 message = dict(message)
-                message["headers"] = list(message.get("headers") or []) + _SECURITY_HEADERS
+                message["headers"] = list(message.get("headers") or []) + self.headers
             await send(message)
 
         try:
