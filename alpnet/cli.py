@@ -138,6 +138,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     paths = list(args.cases) + [str(example_path(n)) for n in args.example or []]
     if not paths:
         raise AlpnetError("diagnose: give one or more case files (or --example NAME)")
+    plot = _plot_target(args)
+    if plot is not None and len(paths) > 1:
+        raise AlpnetError(f"--plot {args.plot}: draws one case; got {len(paths)} cases")
     model = _load(args)
     prepared = []
     for p in paths:  # read and map every case first: nothing is computed if one is wrong
@@ -174,6 +177,16 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             if id(case) in uncertain:
                 print_uncertainty(model, uncertain[id(case)], out)
         print(DISCLAIMER, file=out)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_network, plot_posterior
+
+        case, table, _ = prepared[0]
+        if args.plot_network:
+            ax = plot_network(model, table.attrs["evidence"], posterior=dict(zip(table["cause"], table["posterior"])))
+        else:
+            ax = plot_posterior(table, title=f"Case {case.id}: probability of each cause (prior marked)")
+        _save_plot(plot, ax, args.force)
     return EXIT_OK
 
 
@@ -216,10 +229,16 @@ def _ranking_records(df) -> list[dict[str, Any]]:
 def cmd_next_test(args: argparse.Namespace) -> int:
     from .model import DISCLAIMER
 
+    plot = _plot_target(args)
     model = _load(args)
     case, evidence = _one_case(args, model)
     df = model.rank_tests(evidence=evidence, target=args.target, cost_weight=args.cost_weight,
                           lookahead=args.lookahead)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_next_test
+
+        _save_plot(plot, plot_next_test(df, top=args.top, title=f"Case {case.id}: which test next"), args.force)
     tests, questions = df[df["kind"] == "test"], df[df["kind"] == "question"]
     if args.format == "json":
         rec = {"case_id": case.id, "leading_cause": df.attrs["leading_cause"],
@@ -264,6 +283,104 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"work-up plan for case {case.id}")
     print(render_plan(plan, label=lambda v: v))
     print(DISCLAIMER)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- what-if / explain / plots
+
+
+def _plot_target(args: argparse.Namespace) -> Path | None:
+    """Check ``--plot FILE`` before anything is computed (exists without --force, bad suffix)."""
+    target = getattr(args, "plot", None)
+    if not target:
+        return None
+    from .plots import PLOT_FORMATS
+
+    path = Path(target)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        raise AlpnetError(f"--plot {target}: unknown file type {path.suffix or '(none)'!r}; accepted: "
+                          + ", ".join(f".{f}" for f in PLOT_FORMATS))
+    if path.exists() and not args.force:
+        raise AlpnetError(f"{path}: already exists; use --force to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise AlpnetError(f"{path}: the folder {parent} does not exist")
+    return path
+
+
+def _save_plot(path: Path | None, ax, force: bool) -> None:
+    if path is None:
+        return
+    from .plots import figure_bytes
+
+    _write_atomic(path, figure_bytes(ax, path.suffix.lower().lstrip(".")), force)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _use_agg() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def cmd_what_if(args: argparse.Namespace) -> int:
+    from .model import DISCLAIMER
+    from .whatif import (Scenario, _record_from_frame, _scenarios_record_from_frame, compare_scenarios,
+                         format_scenarios, format_what_if, parse_assignment, read_scenarios, what_if)
+
+    plot = _plot_target(args)
+    sets = dict(parse_assignment(item) for item in args.set or [])
+    unsets = [u.strip() for u in args.unset or []]
+    scenarios = read_scenarios(args.scenarios) if args.scenarios else None
+    if not scenarios and not sets and not unsets:
+        raise AlpnetError("what-if: nothing to change; give --set KEY=VALUE, --unset KEY or --scenarios FILE")
+    model = _load(args)
+    case, _ = _one_case(args, model)
+    if scenarios:
+        if sets or unsets:
+            scenarios = [Scenario("command line", sets, unsets)] + scenarios
+        df = compare_scenarios(model, case, scenarios)
+        if args.format == "json":
+            print(json.dumps(_scenarios_record_from_frame(df, DISCLAIMER)))
+        else:
+            print(format_scenarios(df, model))
+            print(DISCLAIMER)
+    else:
+        df = what_if(model, case, set=sets, unset=unsets)
+        if args.format == "json":
+            print(json.dumps(_record_from_frame(df, DISCLAIMER)))
+        else:
+            print(format_what_if(df, model))
+            print(DISCLAIMER)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_what_if
+
+        _save_plot(plot, plot_what_if(df), args.force)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain, format_explanation
+    from .model import DISCLAIMER
+
+    plot = _plot_target(args)
+    model = _load(args)
+    case, _ = _one_case(args, model)
+    ex = explain(model, case, cause=args.cause, versus=args.versus, top=args.top, method=args.method)
+    if args.format == "json":
+        rec = ex.to_record()
+        rec["disclaimer"] = DISCLAIMER
+        print(json.dumps(rec))
+    else:
+        print(format_explanation(ex))
+        print(DISCLAIMER)
+    if plot is not None:
+        _use_agg()
+        from .plots import plot_waterfall
+
+        _save_plot(plot, plot_waterfall(ex), args.force)
     return EXIT_OK
 
 
@@ -329,15 +446,51 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from .evidence import read_case
-    from .examples import example_path, list_examples
+    import textwrap
 
+    from .examples import example_path, teaching_cases
     from .model import DISCLAIMER
 
-    for name in list_examples():
-        about = read_case(example_path(name)).about
-        print(f"{name:40s} {about.get('expected_cause', ''):32s} {about.get('title', '')}")
+    table = teaching_cases()
+    if getattr(args, "name", None):
+        example_path(args.name)  # names the accepted ones when unknown
+        table = table[table["name"] == args.name]
+    if getattr(args, "format", "table") == "json":
+        for row in table.to_dict(orient="records"):
+            print(json.dumps(dict(row, disclaimer=DISCLAIMER)))
+        return EXIT_OK
+    wrap = textwrap.TextWrapper(width=100, initial_indent="    ", subsequent_indent="    ")
+    for row in table.itertuples():
+        print(f"{row.name:40s} {row.expected_cause or '':32s} {row.title or ''}")
+        if getattr(args, "name", None):
+            for heading, text in (("narrative", row.narrative), ("teaching point", row.teaching_point)):
+                print(f"  {heading}:")
+                print(wrap.fill(str(text or "")))
+            print("  expected reasoning:")
+            for i, step in enumerate(row.expected_reasoning or [], start=1):
+                print(textwrap.fill(step, width=100, initial_indent=f"    {i}. ", subsequent_indent="       "))
+            print(f"  key findings: {', '.join(row.key_findings or [])}")
+            print("  source:")
+            print(wrap.fill(str(row.source or "")))
+        else:
+            print(wrap.fill(f"teaching point: {row.teaching_point or ''}"))
     print(DISCLAIMER)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import require_serve_extra, serve
+
+    require_serve_extra()  # before the model loads: say at once what is missing
+    if not 0 < args.port < 65536:
+        raise AlpnetError(f"--port {args.port}: accepted: 1 to 65535")
+    model = _load(args)
+    print(f"alpnet explorer on http://{args.host}:{args.port}/  (API: /openapi.json; Ctrl+C stops it)",
+          file=sys.stderr)
+    serve(model, host=args.host, port=args.port)
     return EXIT_OK
 
 
@@ -366,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=200, help="parameter draws for --uncertainty (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--level", type=float, default=0.95, help="credible level (default 0.95)")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the posterior bars, prior marked (one case)")
+    p.add_argument("--plot-network", action="store_true", help="with --plot: draw the network, causes shaded")
+    p.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
     common(p)
     p.set_defaults(func=cmd_diagnose)
 
@@ -395,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--cost-weight", type=nonneg, default=0.0, metavar="L", help="score = gain - L x cost (default 0)")
     n.add_argument("--lookahead", type=int, choices=[1, 2], default=1, help="2: exact best two-test policy")
     n.add_argument("--top", type=int, default=10, help="rows to show in the table (default 10)")
+    n.add_argument("--plot", metavar="FILE.png", help="also draw the expected information gain as bars")
+    n.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
     common(n)
     n.set_defaults(func=cmd_next_test)
 
@@ -409,6 +567,31 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--cost-weight", type=nonneg, default=0.0, metavar="L")
     common(pl)
     pl.set_defaults(func=cmd_plan)
+
+    w = sub.add_parser("what-if", help="change findings and compare every cause before and after")
+    one_case(w)
+    w.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="set a case value, e.g. --set labs.ggt=\"300 U/L\" (repeatable; not --param)")
+    w.add_argument("--unset", action="append", metavar="KEY", help="remove a case value (repeatable)")
+    w.add_argument("--scenarios", metavar="FILE", help="YAML/JSON file of named scenarios to compare")
+    w.add_argument("--format", choices=["table", "json"], default="table")
+    w.add_argument("--plot", metavar="FILE.png", help="also draw before/after bars (.png, .svg or .pdf)")
+    w.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
+    common(w)
+    w.set_defaults(func=cmd_what_if)
+
+    x = sub.add_parser("explain", help="weights of evidence: how much each finding moved the leading causes")
+    one_case(x)
+    x.add_argument("--cause", metavar="X", help="explain this cause (default: the leading causes)")
+    x.add_argument("--versus", metavar="Y", help="pairwise: which findings favour X and which Y")
+    x.add_argument("--top", type=int, default=3, help="leading causes to explain without --cause (default 3)")
+    x.add_argument("--method", choices=["chain", "shapley"], default="chain",
+                   help="split the shift by the chain rule in a fixed order (default) or by Shapley values")
+    x.add_argument("--format", choices=["table", "json"], default="table")
+    x.add_argument("--plot", metavar="FILE.png", help="also draw the evidence waterfall (.png, .svg or .pdf)")
+    x.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
+    common(x)
+    x.set_defaults(func=cmd_explain)
 
     pr = sub.add_parser("priors", help="inspect and validate a prior set")
     prs = pr.add_subparsers(dest="priors_command", parser_class=_Parser)
@@ -433,12 +616,19 @@ def build_parser() -> argparse.ArgumentParser:
     common(s, params=False)
     s.set_defaults(func=cmd_schema)
 
-    c = sub.add_parser("cases", help="list the bundled example cases")
+    c = sub.add_parser("cases", help="list the bundled teaching cases with their teaching points")
+    c.add_argument("name", nargs="?", metavar="NAME", help="show one case: narrative, teaching point, reasoning")
+    c.add_argument("--format", choices=["table", "json"], default="table")
     c.set_defaults(func=cmd_cases)
 
     from .cli_analysis import register as register_analysis
 
     register_analysis(sub, common, one_case)
+    sv = sub.add_parser("serve", help="the classroom explorer: a local web page and its HTTP API (needs alpnet[serve])")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    common(sv)
+    sv.set_defaults(func=cmd_serve)
     return parser
 
 

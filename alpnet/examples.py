@@ -35,3 +35,34 @@ def example_path(name: str) -> Path:
     if not p.is_file():
         raise CaseError(f"example {name!r}: unknown; accepted: {', '.join(list_examples())}")
     return p
+
+
+#: Fields of a teaching case's ``about:`` mapping, in the order they are shown.
+ABOUT_FIELDS = ("title", "expected_cause", "key_findings", "teaching_point", "narrative", "expected_reasoning",
+                "source")
+
+
+def teaching_cases():
+    """The bundled teaching cases as a table (one row per case).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``name`` and the ``about:`` fields: ``title, expected_cause, key_findings,
+        teaching_point, narrative, expected_reasoning`` (a list of steps) and ``source``.
+
+    Examples
+    --------
+    >>> from alpnet.examples import teaching_cases
+    >>> "paget" in set(teaching_cases()["name"])
+    True
+    """
+    import pandas as pd
+
+    from .evidence import read_case
+
+    rows = []
+    for name in list_examples():
+        about = read_case(example_path(name)).about
+        rows.append({"name": name, **{k: about.get(k) for k in ABOUT_FIELDS}})
+    return pd.DataFrame(rows, columns=["name", *ABOUT_FIELDS])

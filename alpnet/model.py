@@ -228,6 +228,19 @@ class Model:
 
         return to_pgmpy(self.priors, self.cpts)
 
+    def what_if(self, case: Case | Mapping[str, Any], *, set: Mapping[str, Any] | None = None,  # noqa: A002
+                unset: list[str] | None = None) -> pd.DataFrame:
+        """Every cause before and after changing case values (:func:`alpnet.whatif.what_if`)."""
+        from .whatif import what_if
+
+        return what_if(self, case, set=set, unset=unset)
+
+    def explain(self, case: Case | Mapping[str, Any], *, cause: str | None = None, versus: str | None = None):
+        """Weights of evidence of every finding (:func:`alpnet.explain.explain`)."""
+        from .explain import explain
+
+        return explain(self, case, cause=cause, versus=versus)
+
 
 def load_model(priors: str | Path | PriorSet | None = None, *, overrides: Mapping[str, float] | None = None) -> Model:
     """Load and compile a prior set.

@@ -84,7 +84,7 @@ def case_schema(pset: PriorSet) -> dict[str, Any]:
         "properties": {
             "id": {"type": ["string", "integer"], "description": "case id; default: the file name's stem"},
             "about": {"type": "object", "description": "alpnet's addition for teaching cases: title, "
-                      "expected_cause, key_findings, teaching_point, narrative, source"},
+                      "expected_cause, key_findings, teaching_point, narrative, expected_reasoning, source"},
             "patient": section(patient),
             "history": section(history),
             "symptoms": section(symptoms),
