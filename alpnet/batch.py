@@ -355,6 +355,8 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
         cells = {c: arrays[c][i] for c in columns}
         row = first_row + i
         cid = f"row{row}"
+        if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
+            cid = _text(cells[plan.id_column])
         try:
             case = row_to_case(cells, plan, default_id=cid)
             cid = case.id

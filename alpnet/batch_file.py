@@ -21,7 +21,7 @@ from .tableio import AtomicTableWriter, check_output_path, iter_chunks, read_col
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["ScoreSummary", "score_file", "default_errors_path", "prepare"]
+__all__ = ["ScoreSummary", "score_file", "default_errors_path", "prepare", "check_paths"]
 
 
 @dataclass
@@ -46,6 +46,38 @@ def default_errors_path(output: str | Path) -> Path:
     return out.with_name(f"{name}.errors.csv")
 
 
+def check_paths(input_path: str | Path, output: str | Path, *, errors_path: str | Path | None,
+                force: bool) -> Path:
+    """Check the input, output and errors paths (cheap; before any model is loaded).
+
+    Returns
+    -------
+    Path
+        The errors file.
+
+    Raises
+    ------
+    AlpnetError
+    """
+    inp, out = Path(input_path), Path(output)
+    table_format(inp)
+    table_format(out, role="output")
+    errs = Path(errors_path) if errors_path else default_errors_path(out)
+    table_format(errs, role="errors file")
+    if not inp.exists():
+        raise AlpnetError(f"{inp}: no such file")
+    if inp.is_dir():
+        raise AlpnetError(f"{inp}: is a folder, not a table")
+    for p in (out, errs):
+        if p.exists() and inp.resolve() == p.resolve():
+            raise AlpnetError(f"{p}: is the input file; the input is never overwritten, choose another name")
+    if out.resolve() == errs.resolve():
+        raise AlpnetError(f"{out}: the output and the errors file must differ")
+    check_output_path(out, force=force)
+    check_output_path(errs, force=force)
+    return errs
+
+
 def prepare(input_path: str | Path, output: str | Path, *, errors_path: str | Path | None, force: bool,
             pset) -> tuple[ColumnPlan, Path]:
     """Check paths and columns before anything is computed (every problem: AlpnetError).
@@ -55,21 +87,8 @@ def prepare(input_path: str | Path, output: str | Path, *, errors_path: str | Pa
     plan : ColumnPlan
     errors_path : Path
     """
-    inp, out = Path(input_path), Path(output)
-    table_format(inp)
-    table_format(out, role="output")
-    errs = Path(errors_path) if errors_path else default_errors_path(out)
-    table_format(errs, role="errors file")
-    if not inp.exists():
-        raise AlpnetError(f"{inp}: no such file")
-    for p in (out, errs):
-        if p.exists() and inp.resolve() == p.resolve():
-            raise AlpnetError(f"{p}: is the input file; the input is never overwritten, choose another name")
-    if out.resolve() == errs.resolve():
-        raise AlpnetError(f"{out}: the output and the errors file must differ")
-    check_output_path(out, force=force)
-    check_output_path(errs, force=force)
-    plan = plan_columns(read_columns(inp), pset)
+    errs = check_paths(input_path, output, errors_path=errors_path, force=force)
+    plan = plan_columns(read_columns(input_path), pset)
     return plan, errs
 
 

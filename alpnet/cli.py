@@ -327,7 +327,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .batch_file import prepare, score_file
+    from .batch_file import check_paths, prepare, score_file
     from .model import DISCLAIMER
 
     if args.chunk_size < 1:
@@ -338,6 +338,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         from .batch_dask import require_dask
 
         require_dask()
+    check_paths(args.input, args.output, errors_path=args.errors, force=args.force)  # before the slow load
     model = _load(args)
     plan, errors_path = prepare(args.input, args.output, errors_path=args.errors, force=args.force, pset=model.priors)
     say = (lambda text: None) if args.quiet else (lambda text: sys.stderr.write(text + "\n"))

@@ -202,6 +202,8 @@ class AtomicTableWriter:
             if self._pq is None:
                 self._schema = self._schema or pa.Schema.from_pandas(df, preserve_index=False)
                 self._pq = pa.parquet.ParquetWriter(self.tmp, self._schema)
+            df = df.copy(deep=False)
+            df.attrs = {}  # attrs are not table content
             table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False, safe=False)
             self._pq.write_table(table)
         self.rows += len(df)
