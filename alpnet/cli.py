@@ -502,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(sm)
     sm.set_defaults(func=cmd_simulate)
 
+    from .cli_analysts import register as register_analysts  # evaluate, calibrate, priors diff
+
+    register_analysts(sub, prs, common)
+
     c = sub.add_parser("cases", help="list the bundled example cases")
     c.set_defaults(func=cmd_cases)
     return parser

@@ -1,0 +1,114 @@
+"""Command-line entry points for analysts: ``evaluate``, ``calibrate``, ``priors diff``.
+
+Thin: parse, call :mod:`alpnet.evaluate`, :mod:`alpnet.calibrate`,
+:mod:`alpnet.priors_diff`, print. Registered by :func:`register` from
+:func:`alpnet.cli.build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import AlpnetError
+
+EXIT_OK, EXIT_INPUT = 0, 2
+
+
+def _report_rows(errors) -> None:
+    """Every bad row on stderr, one line each: row, case id, column, value, reason."""
+    for r in errors.itertuples(index=False):
+        where = f"row {r.row}" + (f" ({r.case_id})" if r.case_id else "")
+        col = f", column {r.column}" if r.column else ""
+        val = f", value {r.value!r}" if r.value not in ("", None) else ""
+        sys.stderr.write(f"alpnet: {where}{col}{val}: {r.reason}\n")
+
+
+def _json_default(x: Any) -> Any:
+    import numpy as np
+
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return None if np.isnan(x) else float(x)
+    return str(x)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .cli import _load, _write_atomic
+    from .evaluate import LabelError, evaluate, format_table, read_labelled
+    from .model import DISCLAIMER
+
+    if args.bootstrap < 0:
+        raise AlpnetError(f"--bootstrap must be >= 0; got {args.bootstrap} instead")
+    if args.bins < 1:
+        raise AlpnetError(f"--bins must be >= 1; got {args.bins} instead")
+    plot_path = None
+    if args.plot:
+        plot_dir = Path(args.plot)
+        if plot_dir.exists() and not plot_dir.is_dir():
+            raise AlpnetError(f"--plot {plot_dir}: exists and is not a folder")
+        plot_path = plot_dir / "reliability.png"
+        if plot_path.exists() and not args.force:
+            raise AlpnetError(f"{plot_path}: already exists; use --force to replace it")
+    try:
+        frame = read_labelled(args.labelled)
+        model = _load(args)
+        result = evaluate(model, frame, bootstrap=args.bootstrap, seed=args.seed, bins=args.bins)
+    except LabelError as exc:
+        _report_rows(exc.errors)
+        raise AlpnetError(f"{args.labelled}: {exc}") from None
+    if plot_path is not None:  # everything is computed: now write
+        import io
+
+        from .plot_reliability import reliability_grid
+
+        info = model.version_info
+        fig = reliability_grid(result.calibration, model.causes, labels={c: model.label(c) for c in model.causes},
+                               footer=f"alpnet {info['version']}, priors {info['priors_sha256'][:12]}"
+                                      + (f", overrides {info['overrides']}" if info.get("overrides") else "")
+                                      + " - " + DISCLAIMER)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(plot_path, buf.getvalue(), args.force)
+        sys.stderr.write(f"wrote {plot_path}\n")
+    if args.format == "json":
+        out = result.to_dict()
+        out["disclaimer"] = DISCLAIMER
+        print(json.dumps(out, default=_json_default))
+    else:
+        print(format_table(result))
+        info = result.model
+        print(f"model: alpnet {info['version']}, priors {info['priors_sha256'][:12]}"
+              + (f", overrides {info['overrides']}" if info.get("overrides") else ""))
+        print(DISCLAIMER)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- register
+
+
+def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAction,
+             common: Callable[..., None]) -> None:
+    """Add ``evaluate``, ``calibrate`` and ``priors diff`` to the parser."""
+    ev = sub.add_parser("evaluate", help="score labelled cases: Brier, log loss, ROC AUC, top-k, calibration")
+    ev.add_argument("labelled", metavar="LABELLED", help="CSV or Parquet in the batch layout with cause.<name> 0/1 "
+                    "columns (what `alpnet simulate` writes)")
+    ev.add_argument("--format", choices=["table", "json"], default="table")
+    ev.add_argument("--plot", metavar="DIR", help="write DIR/reliability.png (a reliability diagram per cause)")
+    ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000; 0: none)")
+    ev.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
+    ev.add_argument("--bins", type=int, default=10, metavar="B", help="calibration bins (default 10)")
+    ev.add_argument("--force", action="store_true", help="replace DIR/reliability.png if it exists")
+    common(ev)
+    ev.set_defaults(func=cmd_evaluate)
