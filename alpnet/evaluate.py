@@ -48,7 +48,7 @@ from .errors import AlpnetError, CaseError
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["EvaluationResult", "LabelError", "evaluate", "read_labelled", "score_labelled", "METRICS",
+__all__ = ["EvaluationResult", "LabelError", "evaluate", "read_labelled", "score_labelled", "labelled_evidence", "METRICS",
            "brier_score", "log_loss", "roc_auc"]
 
 #: Per-cause metrics, in output order.
@@ -256,6 +256,59 @@ def _labels(frame: pd.DataFrame, causes: list[str]) -> tuple[np.ndarray, list[di
                                "reason": f"{col}: {text!r} is not a label; accepted: 0, 1"
                                          + (" (an empty cell is not allowed)" if not text else "")})
     return y, errors
+
+
+def labelled_evidence(model: "Model", frame: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray, list[str]]:
+    """Model evidence and labels of every row of a labelled table, or every problem.
+
+    Returns
+    -------
+    evidences : list of dict
+        Variable -> state (or states, or likelihoods) for each row, as ``Model.evidence_of``.
+    labels : ndarray
+        ``(n_rows, n_causes)`` 0/1 in ``model.causes`` order.
+    ids : list of str
+        Each row's ``case_id``.
+
+    Raises
+    ------
+    LabelError
+        Listing every bad row (a case value, a label) with row, column, value and reason.
+    """
+    from .batch import ERROR_COLUMNS, RowError, _blame, _missing, _text, plan_columns, row_to_case
+
+    causes = model.causes
+    y, errors = _labels(frame, causes)
+    data = frame.drop(columns=[f"{LABEL_PREFIX}{c}" for c in causes]).reset_index(drop=True)
+    plan = plan_columns(data.columns, model.priors)
+    columns = list(data.columns)
+    arrays = {c: data[c].to_numpy(dtype=object) for c in columns}
+    evidences: list[dict[str, Any]] = []
+    ids: list[str] = []
+    for i in range(len(data)):
+        cells = {c: arrays[c][i] for c in columns}
+        cid = f"row{i + 1}"
+        if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
+            cid = _text(cells[plan.id_column])
+        ids.append(cid)
+        try:
+            case = row_to_case(cells, plan, default_id=cid)
+            evidences.append(model.evidence_of(case)[0])
+        except RowError as exc:
+            errors.append({"row": i + 1, "case_id": cid, "column": exc.column,
+                           "value": "" if _missing(exc.value) else _text(exc.value), "reason": str(exc)})
+            evidences.append({})
+        except AlpnetError as exc:
+            col, value = _blame(str(exc), plan, cells)
+            errors.append({"row": i + 1, "case_id": cid, "column": col, "value": value, "reason": str(exc)})
+            evidences.append({})
+    for e in errors:
+        e["case_id"] = ids[e["row"] - 1] if e["row"] - 1 < len(ids) else e["case_id"]
+    if errors:
+        table = pd.DataFrame(errors, columns=ERROR_COLUMNS).sort_values(["row", "column"], kind="mergesort")
+        raise LabelError(f"{len(table)} problem(s) in {table['row'].nunique()} row(s); nothing was computed",
+                         table.reset_index(drop=True))
+    return evidences, y, ids
 
 
 def score_labelled(model: "Model", frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
