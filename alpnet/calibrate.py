@@ -302,12 +302,15 @@ class _Objective:
     def __init__(self, var: Variable, pset: PriorSet, groups: list[_Group], N: np.ndarray, strength: float):
         self.var, self.pset, self.groups, self.strength = var, pset, groups, strength
         self.columns = var.kind == "finding" and var.model in ("noisy_max", "set_union")
+        self.rows_mode = var.kind == "context" or var.model == "table"
+        self.cause_mode = var.is_hidden
         k = N.shape[0]
         flat = N.reshape(k, -1)
         used = np.flatnonzero(flat.sum(axis=0) > 0)
+        cards = [len(pset.variables[p].states) for p in var.parents]
+        states = np.array(np.unravel_index(used, cards)).T if var.parents else np.zeros((len(used), 0), int)
+        configs = [{p: pset.variables[p].states[i] for p, i in zip(var.parents, row)} for row in states]
         if self.columns:
-            cards = [len(pset.variables[p].states) for p in var.parents]
-            states = np.array(np.unravel_index(used, cards)).T if var.parents else np.zeros((len(used), 0), int)
             act = np.array([pset.variables[p].states.index(active_state(pset.variables[p])) for p in var.parents],
                            dtype=np.int64)
             self.bits = states == act[None, :]
@@ -315,7 +318,66 @@ class _Objective:
         else:
             self.used = used
             self.N = flat[:, used]  # (k, configs)
+        if self.rows_mode:  # which `when:` row gives each configuration its distribution (the first that matches)
+            self.row_of = np.array([next(i for i, r in enumerate(var.spec["rows"]) if r.matches(c)) for c in configs],
+                                   dtype=np.int64)
+        if self.cause_mode:  # P(present) = 1 - (1 - min(cap, baseline * RR)) * prod(1 - link), as in cpt.py
+            spec = var.spec
+            self.base_params = [r.value for r in spec["baseline"]]
+            self.base_of = np.array([next(i for i, r in enumerate(spec["baseline"]) if r.matches(c)) for c in configs],
+                                    dtype=np.int64)
+            self.rr = np.array([math.prod(r.value.value for r in spec["relative_risks"] if r.matches(c))
+                                for c in configs])
+            self.link_params = [r.value for r in spec["links"]]
+            self.link_on = np.array([[r.matches(c) for r in spec["links"]] for c in configs],
+                                    dtype=bool).reshape(len(configs), len(spec["links"]))
+            self.cap = spec["cap"]
         self.sizes = [g.size for g in groups]
+        # every group as a softmax over its slots; an implicit complement is a slot with logit 0
+        self.params = [p for g in groups for p in g.params]
+        slots, free, starts = 0, [], []
+        p0 = []
+        for g in groups:
+            starts.append(slots)
+            free.extend(range(slots, slots + g.size))
+            p0.extend(g.p0)
+            slots += len(g.p0)
+        self.n_slots = slots
+        self.free = np.array(free, dtype=np.int64)
+        self.starts = np.array(starts, dtype=np.int64)
+        self.seg_len = np.diff(np.r_[self.starts, slots])
+        self.p0 = np.array(p0)
+        self.param_slots = np.array([st + i for g, st in zip(groups, starts) for i in range(len(g.params))],
+                                    dtype=np.int64)
+
+    def probs(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities of every slot from the free logits (a softmax per group)."""
+        z = np.zeros(self.n_slots)
+        z[self.free] = x
+        zmax = np.repeat(np.maximum.reduceat(z, self.starts), self.seg_len)
+        e = np.exp(z - zmax)
+        return e / np.repeat(np.add.reduceat(e, self.starts), self.seg_len)
+
+    def closed_form(self) -> list[float]:
+        """Rows models (context, table findings): the exact MAP ``(N_s + K p0_s) / (N + K)`` per row.
+
+        Returns the expected count of each group.
+        """
+        spec_rows = self.var.spec["rows"]
+        k = self.N.shape[0]
+        per_row = np.zeros((len(spec_rows), k))
+        for j, r in enumerate(self.row_of):
+            per_row[r] += self.N[:, j]
+        out = []
+        for g in self.groups:
+            r = next(i for i, row in enumerate(spec_rows) if g.params[0] in row.value.values())
+            idx = [self.var.states.index(next(s for s, q in spec_rows[r].value.items() if q is p)) for p in g.params]
+            n = per_row[r, idx]
+            post = (n + self.strength * g.p0) / (n.sum() + self.strength)
+            for p, v in zip(g.params, post):
+                p.value = float(v)
+            out.append(float(per_row[r].sum()))
+        return out
 
     def split(self, x: np.ndarray) -> list[np.ndarray]:
         return np.split(x, np.cumsum(self.sizes)[:-1])
@@ -325,15 +387,21 @@ class _Objective:
             cols = columns_at(self.var, self.bits)
             s = cols.sum(axis=1, keepdims=True)
             return cols / np.where(s > 0, s, 1.0)
+        if self.cause_mode:
+            b = np.array([p.value for p in self.base_params])[self.base_of] * self.rr
+            q_absent = np.where(b > 0, 1.0 - np.minimum(self.cap, b), 1.0)
+            if self.link_params:
+                l = np.array([p.value for p in self.link_params])
+                q_absent = q_absent * np.prod(np.where(self.link_on, 1.0 - l[None, :], 1.0), axis=1)
+            return np.vstack([q_absent, 1.0 - q_absent])
         T = build_cpt(self.var, self.pset.variables)
         return T.reshape(T.shape[0], -1)[:, self.used]
 
     def __call__(self, x: np.ndarray) -> float:
-        parts = self.split(x)
-        prior = 0.0
-        for g, xi in zip(self.groups, parts):
-            g.assign(xi)
-            prior += g.log_prior(xi, self.strength)
+        q = self.probs(x)
+        for p, v in zip(self.params, q[self.param_slots]):
+            p.value = float(v)
+        prior = self.strength * float(np.sum(self.p0 * np.log(np.clip(q, _TINY, None))))
         T = self.table()
         ll = float(np.sum(self.N * np.log(np.clip(T, _TINY, None))))
         return -(ll + prior)
@@ -404,7 +472,7 @@ class CalibrationResult:
 
 
 def calibrate_evidence(model: "Model", evidences: Sequence[Mapping[str, Any]], labels: np.ndarray, *,
-                       strength: float, max_iter: int = 50, tol: float = 1e-5,
+                       strength: float, max_iter: int = 20, tol: float = 1e-5,
                        variables: Sequence[str] | None = None) -> CalibrationResult:
     """Calibrate from rows given as model evidence and cause labels (see :func:`calibrate`).
 
@@ -452,6 +520,7 @@ def calibrate_evidence(model: "Model", evidences: Sequence[Mapping[str, Any]], l
     last_counts: dict[str, np.ndarray] = {}
     xs: dict[str, np.ndarray] = {}
     objs: dict[str, _Objective] = {}
+    closed: dict[str, list[float]] = {}
     trace: list[float] = []
     converged = False
     it = 0
@@ -466,15 +535,18 @@ def calibrate_evidence(model: "Model", evidences: Sequence[Mapping[str, Any]], l
         moved = 0.0
         for v, gs in groups.items():
             N = counts[v]
-            if v in last_counts and np.allclose(N, last_counts[v], rtol=0, atol=1e-10):
+            if v in last_counts and np.allclose(N, last_counts[v], rtol=0, atol=1e-4):
                 continue
             last_counts[v] = N
             if N.sum() <= 0:
                 continue
             before = np.array([p.value for g in gs for p in g.params])
             obj = _Objective(pset.variables[v], pset, gs, N, float(strength))
-            xs[v] = _fit(obj)
-            objs[v] = obj
+            if obj.rows_mode:
+                closed[v] = obj.closed_form()
+            else:
+                xs[v] = _fit(obj)
+                objs[v] = obj
             after = np.array([p.value for g in gs for p in g.params])
             moved = max(moved, float(np.max(np.abs(after - before))))
             cpts[v] = build_cpt(pset.variables[v], pset.variables)
@@ -484,7 +556,7 @@ def calibrate_evidence(model: "Model", evidences: Sequence[Mapping[str, Any]], l
     # report: every free parameter, its old and new value and how many rows inform it
     records = []
     for v, gs in groups.items():
-        part = objs[v].participation(xs[v]) if v in objs else [0.0] * len(gs)
+        part = closed[v] if v in closed else objs[v].participation(xs[v]) if v in objs else [0.0] * len(gs)
         for g, n_eff in zip(gs, part):
             if n_eff <= 0:  # no row informs it: keep the literature value exactly
                 for p in g.params:
@@ -498,7 +570,7 @@ def calibrate_evidence(model: "Model", evidences: Sequence[Mapping[str, Any]], l
                              converged=converged, strength=float(strength), log_likelihood=trace)
 
 
-def calibrate(model: "Model", data: pd.DataFrame | str | Path, *, strength: float, max_iter: int = 50,
+def calibrate(model: "Model", data: pd.DataFrame | str | Path, *, strength: float, max_iter: int = 20,
               tol: float = 1e-5, variables: Sequence[str] | None = None) -> CalibrationResult:
     """Bayesian (MAP) update of the prior set's parameters from labelled cases.
 
@@ -511,7 +583,7 @@ def calibrate(model: "Model", data: pd.DataFrame | str | Path, *, strength: floa
         or its path (CSV or Parquet).
     strength : float
         K: the literature values count as K pseudo-observations per parameter column.
-    max_iter : int, default 50
+    max_iter : int, default 20
         EM iterations at most.
     tol : float, default 1e-5
         Convergence: the largest change of any parameter in one iteration.
