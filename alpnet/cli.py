@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def _parse_params(items: Sequence[str] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items or []:
-        pid, sep, value = item.partition("=")
+        pid, sep, value = item.rpartition("=")  # ids contain "=" (paget.baseline[age=70_plus])
         if not sep or not pid:
             raise AlpnetError(f"--param {item!r}: expected ID=VALUE, e.g. --param 'paget.link[...]=0.2'")
         try:
