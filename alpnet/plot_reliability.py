@@ -39,11 +39,12 @@ def plot_reliability(calibration: pd.DataFrame, cause: str, *, ax: "Axes | None"
     rows = calibration[calibration["cause"] == cause]
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfect")
     if len(rows):
-        sizes = 10 + 60 * rows["n"] / rows["n"].max()
+        sizes = 15 + 60 * (rows["n"] / rows["n"].max()) ** 0.5  # area grows with the bin's rows
         ax.plot(rows["mean_predicted"], rows["observed"], color="C0", lw=1)
-        ax.scatter(rows["mean_predicted"], rows["observed"], s=sizes, color="C0", zorder=3, label="bins")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+        ax.scatter(rows["mean_predicted"], rows["observed"], s=sizes, color="C0", zorder=3, label="bins",
+                   clip_on=False)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.set_title(title or cause, fontsize=9)
@@ -52,7 +53,11 @@ def plot_reliability(calibration: pd.DataFrame, cause: str, *, ax: "Axes | None"
 
 def reliability_grid(calibration: pd.DataFrame, causes: list[str], *,
                      labels: dict[str, str] | None = None, footer: str | None = None) -> "Figure":
-    """One figure with a reliability diagram per cause (a grid), for saving to PNG."""
+    """One figure with a reliability diagram per cause (a grid), for saving to PNG.
+
+    Panels are titled by cause name (``labels`` is accepted for callers that want
+    people's words in their own plots); marker area grows with the rows in each bin.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -65,7 +70,9 @@ def reliability_grid(calibration: pd.DataFrame, causes: list[str], *,
     for k, ax in enumerate(axes.flat):
         if k < len(causes):
             c = causes[k]
-            plot_reliability(calibration, c, ax=ax, title=(labels or {}).get(c, c))
+            mine = calibration[calibration["cause"] == c]
+            present = int(round(float((mine["observed"] * mine["n"]).sum())))
+            plot_reliability(calibration, c, ax=ax, title=f"{c} ({present} of {int(mine['n'].sum())} present)")
             if k % cols:
                 ax.set_ylabel("")
         else:
