@@ -268,7 +268,7 @@ def row_to_case(cells: dict[str, Any], plan: ColumnPlan, *, default_id: str):
     return case_from_mapping(data, default_id=default_id)
 
 
-_KEY_AT_START = re.compile(r"^([a-z_]+\.[a-z0-9_]+)")
+_KEY_AT_START = re.compile(r"^([a-z_]+(?:\.[a-z0-9_]+)?):")
 
 
 def _blame(message: str, plan: ColumnPlan, cells: dict[str, Any]) -> tuple[str, str]:
@@ -276,6 +276,8 @@ def _blame(message: str, plan: ColumnPlan, cells: dict[str, Any]) -> tuple[str, 
     m = _KEY_AT_START.match(message)
     if m:
         key = m.group(1)
+        if key == "labs":  # "labs: is required": the ALP cell is empty
+            key = "labs.alp"
         col = plan.column_of.get(key)
         if col is not None:
             value = cells.get(col)
