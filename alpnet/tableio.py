@@ -231,6 +231,9 @@ class AtomicTableWriter:
         if self._columns is None:
             self.write(pd.DataFrame(columns=empty_columns or []))
         self._close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:

@@ -319,3 +319,13 @@ def test_next_test_columns_match_rank_tests(model, tmp_path):
     assert res.loc[0, "next_test"] == best["test"]
     assert res.loc[0, "next_test_gain_bits"] == pytest.approx(best["expected_information_gain_bits"], abs=1e-12)
     assert res.loc[0, "next_test"] != "ggt"  # an observed test is never proposed
+
+
+def test_dask_missing_is_a_clear_error(bad_csv, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask[distributed] were not installed
+    assert main(["score", str(bad_csv), "-o", str(tmp_path / "o.csv"), "--engine", "dask"]) == 2
+    err = capsys.readouterr().err
+    assert "alpnet[dask]" in err and "Traceback" not in err
+    assert not (tmp_path / "o.csv").exists()
