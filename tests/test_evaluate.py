@@ -194,3 +194,17 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, cohort, capsys, dama
         assert "row 6" in err and "truncated" in err
     else:
         assert "cause.growth" in err
+
+
+def test_parquet_and_csv_give_the_same_result(tmp_path, cohort, model, capsys):
+    pytest.importorskip("pyarrow")  # the parquet extra; installed with the test extra
+    small = cohort.head(40)
+    csv_path, pq_path = tmp_path / "l.csv", tmp_path / "l.parquet"
+    small.to_csv(csv_path, index=False)
+    small.to_parquet(pq_path, index=False)
+    a = evaluate(model, csv_path, bootstrap=20, seed=1)
+    b = evaluate(model, pq_path, bootstrap=20, seed=1)
+    pd.testing.assert_frame_equal(a.metrics, b.metrics)
+    assert main(["evaluate", str(pq_path), "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "roc_auc" in out and alpnet.DISCLAIMER in out and model.priors.sha256[:12] in out
