@@ -97,21 +97,6 @@ class _Group:
             return np.array([math.log(q / (1 - q))])
         return np.log(np.clip(v, 1e-9, None))
 
-    def probs(self, x: np.ndarray) -> np.ndarray:
-        if self.implicit:
-            p = 1.0 / (1.0 + math.exp(-float(x[0])))
-            return np.array([p, 1.0 - p])
-        e = np.exp(x - x.max())
-        return e / e.sum()
-
-    def assign(self, x: np.ndarray) -> None:
-        probs = self.probs(x)
-        for p, v in zip(self.params, probs):
-            p.value = float(v)
-
-    def log_prior(self, x: np.ndarray, strength: float) -> float:
-        probs = np.clip(self.probs(x), _TINY, None)
-        return float(strength * np.sum(self.p0 * np.log(probs)))
 
 
 def _groups(var: Variable, pset: PriorSet, p0: Mapping[str, float]) -> list[_Group]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import alpnet
-from alpnet.calibrate import _groups, _Objective, calibrate, calibrate_evidence, write_prior_set
+from alpnet.calibrate import _groups, _Objective, calibrate_evidence, write_prior_set
 from alpnet.cli import main
 from alpnet.cpt import build_cpt
 from alpnet.errors import AlpnetError
