@@ -133,6 +133,9 @@ def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAc
     di.add_argument("b", metavar="B", help="a prior-set folder (or 'bundled')")
     di.add_argument("--format", choices=["table", "json"], default="table")
     di.add_argument("--no-examples", action="store_true", help="only list the changed parameters")
+    di.add_argument("--param", action="append", metavar="ID=VALUE",
+                    help="override one parameter of B (repeatable): `priors diff bundled bundled --param ...` "
+                         "shows what an override does; recorded in the output")
     di.set_defaults(func=cmd_priors_diff)
 
 
@@ -196,7 +199,9 @@ def cmd_priors_diff(args: argparse.Namespace) -> int:
     from .model import DISCLAIMER
     from .priors_diff import diff_priors, format_diff
 
-    result = diff_priors(args.a, args.b, examples=not args.no_examples)
+    from .cli import _parse_params
+
+    result = diff_priors(args.a, args.b, examples=not args.no_examples, overrides_b=_parse_params(args.param))
     if args.format == "json":
         out = result.to_dict()
         out["disclaimer"] = DISCLAIMER

@@ -73,7 +73,7 @@ def diff_parameters(a: PriorSet, b: PriorSet, *, tol: float = 1e-12) -> pd.DataF
 
 
 def diff_priors(a: str | Path | PriorSet | None, b: str | Path | PriorSet | None, *,
-                examples: bool = True) -> PriorsDiff:
+                examples: bool = True, overrides_b: dict[str, float] | None = None) -> PriorsDiff:
     """Compare two prior sets.
 
     Parameters
@@ -83,6 +83,9 @@ def diff_priors(a: str | Path | PriorSet | None, b: str | Path | PriorSet | None
     examples : bool, default True
         Also diagnose every bundled example case under both sets: the leading cause and
         its posterior under A and under B.
+    overrides_b : dict, optional
+        Parameter id -> value applied on top of B (``--param``), so that
+        ``diff_priors(None, None, overrides_b={...})`` shows what an override does.
 
     Returns
     -------
@@ -98,6 +101,8 @@ def diff_priors(a: str | Path | PriorSet | None, b: str | Path | PriorSet | None
     from .model import Model
 
     pa, pb = _load(a), _load(b)
+    if overrides_b:
+        pb = pb.with_overrides(overrides_b)
     params = diff_parameters(pa, pb)
     info = {"a": {"path": str(pa.path), "sha256": pa.sha256, "overrides": dict(pa.overrides)},
             "b": {"path": str(pb.path), "sha256": pb.sha256, "overrides": dict(pb.overrides)}}
@@ -108,7 +113,7 @@ def diff_priors(a: str | Path | PriorSet | None, b: str | Path | PriorSet | None
             raise AlpnetError("the two prior sets have different causes; only parameters can be compared "
                               "(use --no-examples)")
         ma = Model(pa)
-        mb = ma if params.empty and pa.sha256 == pb.sha256 else Model(pb)
+        mb = ma if params.empty and pa.sha256 == pb.sha256 and not pb.overrides else Model(pb)
         rows = []
         for name in list_examples():
             case = read_case(example_path(name))
@@ -125,7 +130,9 @@ def diff_priors(a: str | Path | PriorSet | None, b: str | Path | PriorSet | None
 
 def format_diff(d: PriorsDiff, *, limit: int = 50) -> str:
     """The diff as text: changed parameters, then the example cases."""
-    lines = [f"A: {d.a['path']} (sha256 {d.a['sha256'][:12]})", f"B: {d.b['path']} (sha256 {d.b['sha256'][:12]})", ""]
+    lines = [f"A: {d.a['path']} (sha256 {d.a['sha256'][:12]})",
+             f"B: {d.b['path']} (sha256 {d.b['sha256'][:12]})"
+             + (f", overrides {d.b['overrides']}" if d.b.get("overrides") else ""), ""]
     p = d.parameters
     if p.empty:
         lines.append("no parameter differs")

@@ -96,3 +96,13 @@ def test_cli_bad_folder_exits_2(tmp_path, capsys):
     assert main(["priors", "diff", "bundled", str(tmp_path / "nope"), "--no-examples"]) == 2
     err = capsys.readouterr().err
     assert "not a folder" in err and "Traceback" not in err
+
+
+def test_cli_param_overrides_b_and_is_recorded(model, capsys):
+    pid = next(p for p in model.priors.parameters if p.startswith("paget.baseline[age=70_plus,sex=male"))
+    assert main(["priors", "diff", "bundled", "bundled", "--format", "json", "--param", f"{pid}=0.3"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["id"] for p in doc["parameters"]] == [pid] and doc["parameters"][0]["new"] == 0.3
+    assert doc["b"]["overrides"] == {pid: 0.3} and not doc["a"]["overrides"]
+    changed = {c["case_id"]: c for c in doc["cases"]}
+    assert changed["paget"]["posterior_b"] >= changed["paget"]["posterior_a"]
