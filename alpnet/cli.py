@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def _parse_params(items: Sequence[str] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items or []:
-        pid, sep, value = item.rpartition("=")
+        pid, sep, value = item.rpartition("=")  # ids contain "=" (paget.baseline[age=70_plus])
         if not sep or not pid:
             raise AlpnetError(f"--param {item!r}: expected ID=VALUE, e.g. --param 'paget.link[...]=0.2'")
         try:
@@ -491,6 +491,70 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"alpnet explorer on http://{args.host}:{args.port}/  (API: /openapi.json; Ctrl+C stops it)",
           file=sys.stderr)
     serve(model, host=args.host, port=args.port)
+# --------------------------------------------------------------------------- batch scoring / simulation
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .batch_file import check_paths, prepare, score_file
+    from .model import DISCLAIMER
+
+    if args.chunk_size < 1:
+        raise AlpnetError(f"--chunk-size must be >= 1; got {args.chunk_size} instead")
+    if args.scheduler and args.engine != "dask":
+        raise AlpnetError("--scheduler needs --engine dask")
+    if args.engine == "dask":
+        from .batch_dask import require_dask
+
+        require_dask()
+    check_paths(args.input, args.output, errors_path=args.errors, force=args.force)  # before the slow load
+    model = _load(args)
+    plan, errors_path = prepare(args.input, args.output, errors_path=args.errors, force=args.force, pset=model.priors)
+    say = (lambda text: None) if args.quiet else (lambda text: sys.stderr.write(text + "\n"))
+    if plan.passthrough:
+        say(f"passing through {len(plan.passthrough)} column(s) that are not case keys: {', '.join(plan.passthrough)}")
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm  # installed with pgmpy
+
+        from .tableio import count_rows
+
+        bar = tqdm(total=count_rows(args.input), unit="rows", file=sys.stderr, dynamic_ncols=True,
+                   desc="scoring", smoothing=0.1)
+    try:
+        summary = score_file(model, args.input, args.output, next_test=args.next_test, errors_path=errors_path,
+                             force=args.force, chunk_size=args.chunk_size, engine=args.engine,
+                             scheduler=args.scheduler, progress=bar.update if bar is not None else None,
+                             model_spec=(args.priors, _parse_params(getattr(args, "param", None))), plan=plan)
+    finally:
+        if bar is not None:
+            bar.close()
+    info = model.version_info
+    say(f"wrote {summary.output}: {summary.rows} row(s) scored with alpnet {info['version']}, "
+        f"priors {info['priors_sha256'][:12]}" + (f", overrides {info['overrides']}" if info.get("overrides") else ""))
+    say(DISCLAIMER)
+    if summary.failed:
+        sys.stderr.write(f"alpnet: {summary.failed} of {summary.rows} row(s) failed and have empty results; "
+                         f"see {summary.errors_path} (row, column, value, reason)\n")
+        return EXIT_OK if args.allow_errors else EXIT_PARTIAL
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .model import DISCLAIMER
+    from .simulate import write_simulation
+    from .tableio import check_output_path, table_format
+
+    if args.n < 0:
+        raise AlpnetError(f"-n must be >= 0; got {args.n} instead")
+    if not 0 <= args.missing < 1:
+        raise AlpnetError(f"--missing must be a fraction in [0, 1); got {args.missing} instead")
+    out = Path(args.output)
+    table_format(out, role="output")
+    check_output_path(out, force=args.force)
+    model = _load(args)
+    rows = write_simulation(model, args.n, out, seed=args.seed, missing=args.missing, force=args.force)
+    sys.stderr.write(f"wrote {out}: {rows} simulated patient(s), seed {args.seed}, missing {args.missing:g} "
+                     f"(true causes in cause.<name> columns)\n{DISCLAIMER}\n")
     return EXIT_OK
 
 
@@ -615,6 +679,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true")
     common(s, params=False)
     s.set_defaults(func=cmd_schema)
+
+    sc = sub.add_parser("score", help="score a CSV or Parquet file of cases (one row per case), streaming")
+    sc.add_argument("input", metavar="INPUT", help="CSV or Parquet in the batch layout (case-format.md section 5)")
+    sc.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="CSV or Parquet (format from the extension)")
+    sc.add_argument("--next-test", action="store_true", help="add the best next test and its gain in bits")
+    sc.add_argument("--errors", metavar="FILE", help="where bad rows are listed (default: OUTPUT stem + .errors.csv)")
+    sc.add_argument("--allow-errors", action="store_true", help="exit 0 even when some rows failed")
+    sc.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
+    sc.add_argument("--chunk-size", type=int, default=2000, metavar="N", help="rows per chunk (default 2000)")
+    sc.add_argument("--force", action="store_true", help="replace OUTPUT and the errors file if they exist")
+    sc.add_argument("--engine", choices=["local", "dask"], default="local",
+                    help="local (default) or dask (needs alpnet[dask])")
+    sc.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: a LocalCluster)")
+    common(sc)
+    sc.set_defaults(func=cmd_score)
+
+    sm = sub.add_parser("simulate", help="synthetic patients sampled from the network, with their true causes")
+    sm.add_argument("-n", type=int, required=True, metavar="N", help="number of patients")
+    sm.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (same seed, same file)")
+    sm.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV or Parquet")
+    sm.add_argument("--missing", type=float, default=0.0, metavar="FRACTION",
+                    help="probability that each finding or history item is left empty (default 0)")
+    sm.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    common(sm)
+    sm.set_defaults(func=cmd_simulate)
+
+    from .cli_analysts import register as register_analysts  # evaluate, calibrate, priors diff
+
+    register_analysts(sub, prs, common)
 
     c = sub.add_parser("cases", help="list the bundled teaching cases with their teaching points")
     c.add_argument("name", nargs="?", metavar="NAME", help="show one case: narrative, teaching point, reasoning")

@@ -34,7 +34,7 @@ import numpy as np
 
 from .priors import Parameter, PriorSet, Row, Variable
 
-__all__ = ["build_cpts", "build_cpt", "active_state"]
+__all__ = ["build_cpts", "build_cpt", "active_state", "columns_at"]
 
 
 def active_state(var: Variable) -> str:
@@ -139,6 +139,11 @@ def _check_binary_parents(var: Variable, variables: Mapping[str, Variable]) -> l
 
 
 def _noisy_max_table(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
+    return _reshape(_noisy_max_columns(var, None), var, variables)
+
+
+def _noisy_max_columns(var: Variable, bits: np.ndarray | None) -> np.ndarray:
+    """(configs, k) distributions of a noisy-MAX finding at the given active-parent patterns."""
     spec = var.spec
     states = var.states
     k = len(states)
@@ -153,9 +158,15 @@ def _noisy_max_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
         b = np.arange(0, z + 1)[None, :]
         return c[a + 1] - c[b]
 
-    n = len(var.parents)
-    n_cfg = 2**n
-    G = _product_over_parents(window(leak), [window(q) for q in links])
+    if bits is None:  # every configuration: grown parent by parent
+        n_cfg = 2 ** len(var.parents)
+        G = _product_over_parents(window(leak), [window(q) for q in links])
+    else:
+        n_cfg = bits.shape[0]
+        G = np.broadcast_to(window(leak), (bits.shape[0], k - z, z + 1)).copy()
+        for i, q in enumerate(links):
+            Gi = window(q)
+            G = np.where(bits[:, i, None, None], G * Gi, G)
     # point masses of (U = a, D = b): difference the 'window' probabilities
     Gp = np.zeros((n_cfg, k - z + 1, z + 2))
     Gp[:, 1:, : z + 1] = G  # Gp[:, a-z+1, b] = G(a, b); Gp[:, 0, :] = G(z-1, .) = 0; Gp[:, :, z+1] = G(., z+1) = 0
@@ -175,10 +186,15 @@ def _noisy_max_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
                 out[:, b] += conflict[0] * m
                 out[:, z] += conflict[1] * m
                 out[:, z + ai] += conflict[2] * m
-    return _reshape(out, var, variables)
+    return out
 
 
 def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
+    return _reshape(_set_union_columns(var, None), var, variables)
+
+
+def _set_union_columns(var: Variable, bits: np.ndarray | None) -> np.ndarray:
+    """(configs, k) distributions of a set-union finding at the given active-parent patterns."""
     spec = var.spec
     states = var.states
     none, mixed = spec["none"], spec["mixed"]
@@ -195,9 +211,14 @@ def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
 
     leak = _vector(spec["leak"], emit_states)
     links = [_vector(spec["links"][p], emit_states) for p in var.parents]
-    n = len(var.parents)
-    n_cfg = 2**n
-    Hprod = _product_over_parents(H(leak), [H(q) for q in links])
+    if bits is None:  # every configuration: grown parent by parent
+        n_cfg = 2 ** len(var.parents)
+        Hprod = _product_over_parents(H(leak), [H(q) for q in links])
+    else:
+        n_cfg = bits.shape[0]
+        Hprod = np.broadcast_to(H(leak), (bits.shape[0], subsets.shape[0])).copy()
+        for i, q in enumerate(links):
+            Hprod = np.where(bits[:, i, None], Hprod * H(q), Hprod)
     # Moebius inversion: P(set == S) = sum_{T subset S} (-1)^{|S|-|T|} H(T)
     sizes = subsets.sum(axis=1)
     sub = (~subsets[:, None, :] | subsets[None, :, :]).all(axis=2)  # sub[T, S]: T subset of S
@@ -213,7 +234,7 @@ def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.nda
             out[:, states.index(comps[int(np.flatnonzero(S)[0])])] += pset[:, si]
         else:
             out[:, states.index(mixed)] += pset[:, si]
-    return _reshape(out, var, variables)
+    return out
 
 
 def _reshape(out: np.ndarray, var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
@@ -245,6 +266,30 @@ def build_cpt(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:
     # re-normalise away rounding (columns are validated to sum to 1 within 1e-6)
     sums = table.sum(axis=0, keepdims=True)
     return table / np.where(sums > 0, sums, 1.0)
+
+
+def columns_at(var: Variable, active: np.ndarray) -> np.ndarray:
+    """Distributions of a noisy-MAX or set-union finding at some parent configurations only.
+
+    Parameters
+    ----------
+    var : Variable
+        A finding with ``model`` ``noisy_max`` or ``set_union``.
+    active : ndarray of bool, shape (configs, n_parents)
+        Which parents are in their active state, parents in ``var.parents`` order.
+
+    Returns
+    -------
+    ndarray, shape (configs, n_states)
+        Each row the same as the matching column of :func:`build_cpt` (before its
+        re-normalisation), at a cost that grows with ``configs`` instead of 2^n_parents.
+    """
+    active = np.asarray(active, dtype=bool).reshape(-1, len(var.parents))
+    if var.model == "noisy_max":
+        return _noisy_max_columns(var, active)
+    if var.model == "set_union":
+        return _set_union_columns(var, active)
+    raise ValueError(f"{var.name}: columns_at needs a noisy_max or set_union finding; got {var.model!r}")
 
 
 def build_cpts(pset: PriorSet) -> dict[str, np.ndarray]:

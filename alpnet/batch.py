@@ -1,0 +1,476 @@
+"""Batch scoring: many cases in a table (case-format.md §5) to posteriors per row.
+
+A batch row is a case written flat. Columns are case keys, dotted or bare
+(``patient.age`` or ``age``, ``labs.alp`` or ``alp``); a lab cell holds a value
+with its unit (``"420 U/L"``) or a verdict word, or the number alone with its unit
+in a ``<key>_unit`` column (``alp``, ``alp_unit``); booleans are ``true``,
+``false``, ``yes``, ``no``, ``1`` or ``0``; an empty cell means not known. Every
+other column passes through to the output untouched, and ``id`` names the row's
+``case_id``.
+
+Each row becomes a case through the same validation as a case file
+(:func:`alpnet.evidence.case_to_evidence`), so the same errors apply; a row that
+fails is reported with its row number, column, value and reason and never stops
+the batch. Posteriors for a chunk of rows come from one call of
+``model.engine.posterior_many``.
+
+Output columns: the pass-through columns (in input order), then
+``posterior.<cause>`` for every cause, ``leading_cause``, and with ``next_test``
+also ``next_test`` and ``next_test_gain_bits``. A failed row keeps its place with
+empty results.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import AlpnetError, CaseError, EvidenceConflictError
+from .evidence import case_from_mapping
+from .schema import SECTIONS, case_schema
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Model
+
+__all__ = ["ColumnPlan", "plan_columns", "row_to_case", "score_frame", "score_chunk", "output_columns",
+           "ERROR_COLUMNS", "BOOLEAN_WORDS"]
+
+#: Columns of the errors file.
+ERROR_COLUMNS = ["row", "case_id", "column", "value", "reason"]
+#: Accepted spellings of a boolean cell (case-insensitive).
+BOOLEAN_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+@dataclass
+class ColumnPlan:
+    """How the columns of a batch table are read.
+
+    Attributes
+    ----------
+    key_of : dict
+        Column -> dotted case key (``"age"`` -> ``"patient.age"``).
+    unit_of : dict
+        Dotted lab key -> the column holding its unit (``"labs.alp"`` -> ``"alp_unit"``).
+    passthrough : list of str
+        Columns that are not case keys, in input order (``id`` included).
+    id_column : str or None
+        The column that names each row's ``case_id``.
+    booleans : set of str
+        Dotted keys whose cells are booleans.
+    """
+
+    key_of: dict[str, str]
+    unit_of: dict[str, str]
+    passthrough: list[str]
+    id_column: str | None
+    booleans: set[str] = field(default_factory=set)
+    numbers: set[str] = field(default_factory=set)
+    integers: set[str] = field(default_factory=set)
+
+    @property
+    def column_of(self) -> dict[str, str]:
+        """Dotted case key -> its column."""
+        return {k: c for c, k in self.key_of.items()}
+
+    @property
+    def unit_columns(self) -> set[str]:
+        return set(self.unit_of.values())
+
+
+_SCHEMA_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def _known_keys(pset) -> tuple[dict[str, str], dict[str, list[str]], set[str], set[str], set[str]]:
+    """(dotted -> dotted, bare -> [dotted], booleans, numbers, integers) for a prior set."""
+    schema = _SCHEMA_CACHE.get(pset.sha256)
+    if schema is None:
+        schema = _SCHEMA_CACHE[pset.sha256] = case_schema(pset)
+    dotted: dict[str, str] = {}
+    bare: dict[str, list[str]] = {}
+    booleans, numbers, integers = set(), set(), set()
+    for section in SECTIONS:
+        props = schema["properties"][section]["properties"]
+        for name, spec in props.items():
+            key = f"{section}.{name}"
+            dotted[key] = key
+            bare.setdefault(name, []).append(key)
+            if spec.get("type") == "boolean":
+                booleans.add(key)
+            elif spec.get("type") == "number":
+                numbers.add(key)
+            elif "enum" in spec and all(isinstance(x, int) and not isinstance(x, bool) for x in spec["enum"]):
+                integers.add(key)
+    return dotted, bare, booleans, numbers, integers
+
+
+def plan_columns(columns: Iterable[Any], pset) -> ColumnPlan:
+    """Classify the columns of a batch table: case keys, unit columns, pass-through.
+
+    Parameters
+    ----------
+    columns : iterable of str
+        The header, in order.
+    pset : PriorSet
+        The prior set whose case keys are accepted.
+
+    Returns
+    -------
+    ColumnPlan
+
+    Raises
+    ------
+    CaseError
+        When a key appears twice (``alp`` and ``labs.alp``), a bare name is ambiguous,
+        a ``<key>_unit`` column has no value column, or there is no ALP column.
+    """
+    dotted, bare, booleans, numbers, integers = _known_keys(pset)
+    cols = [str(c) for c in columns]
+    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    if dupes:
+        raise CaseError(f"columns {', '.join(repr(d) for d in dupes)} appear more than once; every column needs its own name")
+    key_of: dict[str, str] = {}
+    for c in cols:
+        name = c.strip()
+        if name in dotted:
+            key_of[c] = name
+        elif name in bare:
+            if len(bare[name]) > 1:
+                raise CaseError(f"column {c!r} is ambiguous; write it dotted: {' or '.join(bare[name])}")
+            key_of[c] = bare[name][0]
+    seen: dict[str, str] = {}
+    for c, key in key_of.items():
+        if key in seen:
+            raise CaseError(f"columns {seen[key]!r} and {c!r} both give {key}; keep one of them")
+        seen[key] = c
+    unit_of: dict[str, str] = {}
+    for c in cols:
+        if c in key_of or not c.strip().endswith("_unit"):
+            continue
+        base = c.strip()[: -len("_unit")]
+        key = dotted.get(base) or (bare[base][0] if base in bare and len(bare[base]) == 1 else None)
+        if key is None:
+            continue  # an ordinary column that happens to end in _unit: passes through
+        if not key.startswith("labs."):
+            raise CaseError(f"column {c!r}: only lab values take a unit column; {key} is not a lab")
+        if key not in seen:
+            raise CaseError(f"column {c!r} gives the unit of {key}, but there is no column {base!r} with its values")
+        unit_of[key] = c
+    if "labs.alp" not in seen:
+        raise CaseError("no ALP column: every case needs the ALP result (a column 'alp' or 'labs.alp')")
+    passthrough = [c for c in cols if c not in key_of and c not in unit_of.values()]
+    id_column = next((c for c in passthrough if c.strip() == "id"), None)
+    return ColumnPlan(key_of=key_of, unit_of=unit_of, passthrough=passthrough, id_column=id_column,
+                      booleans=booleans, numbers=numbers, integers=integers)
+
+
+def output_columns(model: "Model", plan: ColumnPlan, *, next_test: bool = False) -> list[str]:
+    """The output header: pass-through columns, posteriors, leading cause (and next test)."""
+    cols = list(plan.passthrough) + [f"posterior.{c}" for c in model.causes] + ["leading_cause"]
+    if next_test:
+        cols += ["next_test", "next_test_gain_bits"]
+    return cols
+
+
+# ----------------------------------------------------------------- one row
+
+
+class RowError(CaseError):
+    """A batch row that cannot be read: carries the column and the cell's value."""
+
+    def __init__(self, column: str, value: Any, reason: str):
+        super().__init__(reason)
+        self.column = column
+        self.value = value
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _text(value: Any) -> str:
+    """A cell as the user wrote it (numbers from typed files without a trailing .0)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value).strip()
+
+
+def _boolean(key: str, column: str, value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    word = _text(value).lower()
+    if word in BOOLEAN_WORDS:
+        return BOOLEAN_WORDS[word]
+    raise RowError(column, value, f"{key}: {_text(value)!r} is not accepted; accepted: true, false, yes, no, 1, 0")
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return value  # the validator names it
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        return int(v) if v.is_integer() else v
+    text = str(value).strip()
+    try:
+        v = float(text)
+    except ValueError:
+        return text  # the validator reports "expected a number; got 'abc'"
+    if not math.isfinite(v):
+        return text
+    return int(v) if v.is_integer() else v
+
+
+def row_to_case(cells: dict[str, Any], plan: ColumnPlan, *, default_id: str):
+    """One batch row (column -> cell) as a :class:`~alpnet.evidence.Case` mapping.
+
+    Empty cells are left out (not known). Booleans, numbers and ``<key>_unit``
+    columns are read here; everything else is checked by the case validation.
+
+    Raises
+    ------
+    RowError
+        A boolean cell that is not one of the accepted words.
+    CaseError
+        From :func:`~alpnet.evidence.case_from_mapping` (a bad ``id``).
+    """
+    data: dict[str, Any] = {}
+    for column, key in plan.key_of.items():
+        value = cells.get(column)
+        if _missing(value):
+            continue
+        section, _, name = key.partition(".")
+        if key in plan.booleans:
+            v: Any = _boolean(key, column, value)
+        elif key in plan.numbers or key in plan.integers:
+            v = _number(value)
+        elif section == "labs":
+            v = _text(value)
+            unit_col = plan.unit_of.get(key)
+            if unit_col is not None and not _missing(cells.get(unit_col)) and v.lower() not in ("low", "normal", "high"):
+                v = f"{v} {_text(cells[unit_col])}"
+        else:
+            v = _text(value)
+        data.setdefault(section, {})[name] = v
+    if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
+        data["id"] = _text(cells[plan.id_column])
+    return case_from_mapping(data, default_id=default_id)
+
+
+_KEY_AT_START = re.compile(r"^([a-z_]+(?:\.[a-z0-9_]+)?):")
+
+
+def _blame(message: str, plan: ColumnPlan, cells: dict[str, Any]) -> tuple[str, str]:
+    """(column, value) that an error message is about, from the key it starts with."""
+    m = _KEY_AT_START.match(message)
+    if m:
+        key = m.group(1)
+        if key == "labs":  # "labs: is required": the ALP cell is empty
+            key = "labs.alp"
+        col = plan.column_of.get(key)
+        if col is not None:
+            value = cells.get(col)
+            shown = "" if _missing(value) else _text(value)
+            unit_col = plan.unit_of.get(key)
+            if unit_col is not None and not _missing(cells.get(unit_col)):
+                return f"{col},{unit_col}", f"{shown} {_text(cells[unit_col])}".strip()
+            return col, shown
+        return key, ""
+    return "", ""
+
+
+# ----------------------------------------------------------------- chunks
+
+
+def _posteriors(model: "Model", evidences: list[dict[str, Any]]) -> np.ndarray:
+    """(n, n_causes) posteriors in ``model.causes`` order; NaN rows for impossible evidence."""
+    engine = model.engine
+    causes = model.causes
+    if not evidences:
+        return np.zeros((0, len(causes)))
+    many = getattr(engine, "posterior_many", None)
+    if many is not None:
+        raw = np.asarray(many(evidences), dtype=float)
+        hidden = list(engine.hidden)
+        out = raw[:, [hidden.index(c) for c in causes]]
+        return np.where(np.isnan(out), np.nan, np.clip(out, 0.0, 1.0))
+    out = np.full((len(evidences), len(causes)), np.nan)  # pragma: no cover - the pgmpy fallback engine
+    for i, ev in enumerate(evidences):  # pragma: no cover
+        try:
+            post = engine.posterior(ev)
+        except EvidenceConflictError:
+            continue
+        out[i] = [post[c] for c in causes]
+    return out  # pragma: no cover
+
+
+def _best_test(model: "Model", evidence: dict[str, Any]) -> tuple[str | None, float]:
+    """The test with the highest expected information gain about all causes, and that gain.
+
+    The same ranking as :meth:`Model.rank_tests` (``cost_weight=0``, ties to the first
+    name in sorted order), computed for the tests only: the free questions, which
+    ``rank_tests`` also scores, are not needed here and cost most of its time.
+    """
+    ranker = model.ranker
+    ev = model.engine.normalise(evidence)
+    tests = sorted(ranker.candidates(ev)[0])
+    best = ranker.rank_normalised(ev, tests, None, 0.0, frozenset()) if tests else None
+    if best is None:
+        return None, float("nan")
+    return str(best[0]), float(best[1])
+
+
+def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_test: bool = False,
+                first_row: int = 1) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Score the rows of one chunk.
+
+    Parameters
+    ----------
+    model : Model
+    chunk : DataFrame
+        Rows in the batch layout (columns as classified by ``plan``).
+    plan : ColumnPlan
+    next_test : bool
+        Also the best next test (by expected information gain) and its gain in bits.
+    first_row : int
+        Row number of the chunk's first row (1 = the first row under the header).
+
+    Returns
+    -------
+    out : DataFrame
+        :func:`output_columns`, one row per input row, in order.
+    errors : list of dict
+        One record per failed row: ``row, case_id, column, value, reason``.
+    """
+    n = len(chunk)
+    columns = list(chunk.columns)
+    arrays = {c: chunk[c].to_numpy(dtype=object) for c in columns}
+    evidences: list[dict[str, Any]] = []
+    good: list[int] = []
+    ids: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for i in range(n):
+        cells = {c: arrays[c][i] for c in columns}
+        row = first_row + i
+        cid = f"row{row}"
+        if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
+            cid = _text(cells[plan.id_column])
+        try:
+            case = row_to_case(cells, plan, default_id=cid)
+            cid = case.id
+            ev, _ = model.evidence_of(case)
+        except RowError as exc:
+            errors.append({"row": row, "case_id": cid, "column": exc.column,
+                           "value": "" if _missing(exc.value) else _text(exc.value), "reason": str(exc)})
+            continue
+        except AlpnetError as exc:
+            col, value = _blame(str(exc), plan, cells)
+            if not col and plan.id_column and str(exc).startswith("id:"):
+                col, value = plan.id_column, _text(cells.get(plan.id_column))
+            errors.append({"row": row, "case_id": cid, "column": col, "value": value, "reason": str(exc)})
+            continue
+        evidences.append(ev)
+        good.append(i)
+        ids.append(cid)
+    post = _posteriors(model, evidences)
+    causes = model.causes
+    full = np.full((n, len(causes)), np.nan)
+    ok_rows: list[int] = []
+    for j, i in enumerate(good):
+        if np.isnan(post[j]).any():
+            try:  # the same message as diagnose gives
+                model.engine.posterior(evidences[j])
+                reason = "the evidence is impossible under the model"
+                names: list[str] = []
+            except EvidenceConflictError as exc:
+                reason, names = str(exc), exc.findings
+            cells = {c: arrays[c][i] for c in columns}
+            keys = [model.priors.variables[v].case_key for v in names if v in model.priors.variables]
+            cols = [plan.column_of.get(str(k), str(k)) for k in keys if k]
+            vals = ["" if _missing(cells.get(c)) else _text(cells.get(c)) for c in cols]
+            errors.append({"row": first_row + i, "case_id": ids[j], "column": ",".join(cols),
+                           "value": ",".join(vals), "reason": reason})
+            continue
+        full[i] = post[j]
+        ok_rows.append(j)
+    out = chunk[plan.passthrough].copy() if plan.passthrough else pd.DataFrame(index=chunk.index)
+    out = out.reset_index(drop=True)
+    post_df = pd.DataFrame(full, columns=[f"posterior.{c}" for c in causes])
+    # leading cause as diagnose gives it: highest posterior, ties to the first name in sorted order
+    order = sorted(range(len(causes)), key=lambda k: causes[k])
+    lead = np.full(n, None, dtype=object)
+    if len(causes):
+        valid = ~np.isnan(full).any(axis=1)
+        idx = np.argmax(full[:, order], axis=1)
+        lead[valid] = np.array([causes[order[k]] for k in idx], dtype=object)[valid]
+    post_df["leading_cause"] = lead
+    if next_test:
+        tests = np.full(n, None, dtype=object)
+        gains = np.full(n, np.nan)
+        for j in ok_rows:
+            i = good[j]
+            tests[i], gains[i] = _best_test(model, evidences[j])
+        post_df["next_test"] = tests
+        post_df["next_test_gain_bits"] = gains
+    out = pd.concat([out, post_df], axis=1)
+    errors.sort(key=lambda e: e["row"])
+    return out, errors
+
+
+def score_frame(model: "Model", df: pd.DataFrame, *, next_test: bool = False,
+                errors: Literal["raise", "keep"] = "raise") -> pd.DataFrame:
+    """Score a DataFrame in the batch layout (case-format.md §5).
+
+    Parameters
+    ----------
+    model : Model
+    df : DataFrame
+        One row per case; columns are case keys (dotted or bare), ``<key>_unit``
+        columns and pass-through columns.
+    next_test : bool, default False
+        Add ``next_test`` and ``next_test_gain_bits``.
+    errors : {"raise", "keep"}
+        ``"raise"``: the first bad row raises :class:`~alpnet.CaseError` naming its row,
+        column and value. ``"keep"``: bad rows keep their place with empty results and
+        are listed in ``result.attrs["errors"]``.
+
+    Returns
+    -------
+    DataFrame
+        Pass-through columns, ``posterior.<cause>`` for every cause, ``leading_cause``
+        (and the next-test columns). ``attrs`` holds ``errors`` (a DataFrame with
+        columns ``row, case_id, column, value, reason``; row 1 is the first row) and
+        ``model`` (version, prior-set hash, overrides).
+
+    Raises
+    ------
+    CaseError
+        For columns that cannot be read (no ALP column, a key given twice), and with
+        ``errors="raise"`` for the first bad row.
+    """
+    if errors not in ("raise", "keep"):
+        raise CaseError(f"errors must be 'raise' or 'keep'; got {errors!r} instead")
+    if not isinstance(df, pd.DataFrame):
+        raise CaseError(f"df must be a pandas DataFrame; got {type(df).__name__} instead")
+    plan = plan_columns(df.columns, model.priors)
+    out, errs = score_chunk(model, df, plan, next_test=next_test)
+    if errs and errors == "raise":
+        e = errs[0]
+        where = f", column {e['column']!r}" if e["column"] else ""
+        raise CaseError(f"row {e['row']}{where}: {e['reason']} ({len(errs)} bad row(s) in all; "
+                        "errors='keep' scores the rest and lists them)")
+    out.index = df.index
+    out.attrs["errors"] = pd.DataFrame(errs, columns=ERROR_COLUMNS)
+    out.attrs["model"] = model.version_info
+    return out

@@ -1,0 +1,212 @@
+"""Command-line entry points for analysts: ``evaluate``, ``calibrate``, ``priors diff``.
+
+Thin: parse, call :mod:`alpnet.evaluate`, :mod:`alpnet.calibrate`,
+:mod:`alpnet.priors_diff`, print. Registered by :func:`register` from
+:func:`alpnet.cli.build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import AlpnetError
+
+EXIT_OK, EXIT_INPUT = 0, 2
+
+
+def _report_rows(errors) -> None:
+    """Every bad row on stderr, one line each: row, case id, column, value, reason."""
+    for r in errors.itertuples(index=False):
+        where = f"row {r.row}" + (f" ({r.case_id})" if r.case_id else "")
+        col = f", column {r.column}" if r.column else ""
+        val = f", value {r.value!r}" if r.value not in ("", None) else ""
+        sys.stderr.write(f"alpnet: {where}{col}{val}: {r.reason}\n")
+
+
+def _json_default(x: Any) -> Any:
+    import numpy as np
+
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return None if np.isnan(x) else float(x)
+    return str(x)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .cli import _load, _write_atomic
+    from .evaluate import LabelError, evaluate, format_table, read_labelled
+    from .model import DISCLAIMER
+
+    if args.bootstrap < 0:
+        raise AlpnetError(f"--bootstrap must be >= 0; got {args.bootstrap} instead")
+    if args.bins < 1:
+        raise AlpnetError(f"--bins must be >= 1; got {args.bins} instead")
+    plot_path = None
+    if args.plot:
+        plot_dir = Path(args.plot)
+        if plot_dir.exists() and not plot_dir.is_dir():
+            raise AlpnetError(f"--plot {plot_dir}: exists and is not a folder")
+        plot_path = plot_dir / "reliability.png"
+        if plot_path.exists() and not args.force:
+            raise AlpnetError(f"{plot_path}: already exists; use --force to replace it")
+    try:
+        frame = read_labelled(args.labelled)
+        model = _load(args)
+        result = evaluate(model, frame, bootstrap=args.bootstrap, seed=args.seed, bins=args.bins)
+    except LabelError as exc:
+        _report_rows(exc.errors)
+        raise AlpnetError(f"{args.labelled}: {exc}") from None
+    if plot_path is not None:  # everything is computed: now write
+        import io
+
+        from .plot_reliability import reliability_grid
+
+        info = model.version_info
+        fig = reliability_grid(result.calibration, model.causes, labels={c: model.label(c) for c in model.causes},
+                               footer=f"alpnet {info['version']}, priors {info['priors_sha256'][:12]}"
+                                      + (f", overrides {info['overrides']}" if info.get("overrides") else "")
+                                      + " - " + DISCLAIMER)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(plot_path, buf.getvalue(), args.force)
+        sys.stderr.write(f"wrote {plot_path}\n")
+    if args.format == "json":
+        out = result.to_dict()
+        out["disclaimer"] = DISCLAIMER
+        print(json.dumps(out, default=_json_default))
+    else:
+        print(format_table(result))
+        info = result.model
+        print(f"model: alpnet {info['version']}, priors {info['priors_sha256'][:12]}"
+              + (f", overrides {info['overrides']}" if info.get("overrides") else ""))
+        print(DISCLAIMER)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- register
+
+
+def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAction,
+             common: Callable[..., None]) -> None:
+    """Add ``evaluate``, ``calibrate`` and ``priors diff`` to the parser."""
+    ev = sub.add_parser("evaluate", help="score labelled cases: Brier, log loss, ROC AUC, top-k, calibration")
+    ev.add_argument("labelled", metavar="LABELLED", help="CSV or Parquet in the batch layout with cause.<name> 0/1 "
+                    "columns (what `alpnet simulate` writes)")
+    ev.add_argument("--format", choices=["table", "json"], default="table")
+    ev.add_argument("--plot", metavar="DIR", help="write DIR/reliability.png (a reliability diagram per cause)")
+    ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000; 0: none)")
+    ev.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
+    ev.add_argument("--bins", type=int, default=10, metavar="B", help="calibration bins (default 10)")
+    ev.add_argument("--force", action="store_true", help="replace DIR/reliability.png if it exists")
+    common(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    ca = sub.add_parser("calibrate", help="Bayesian update of the priors from labelled cases into a NEW prior set")
+    ca.add_argument("labelled", metavar="LABELLED", help="CSV or Parquet with cause.<name> 0/1 columns")
+    ca.add_argument("--strength", type=float, required=True, metavar="K",
+                    help="equivalent sample size of the prior set's values (pseudo-counts per parameter column)")
+    ca.add_argument("--out", required=True, metavar="DIR", help="the new prior-set folder (must not exist)")
+    ca.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    ca.add_argument("--max-iter", type=int, default=20, metavar="N", help="EM iterations at most (default 20)")
+    ca.add_argument("--only", action="append", metavar="VARIABLE",
+                    help="update only this variable's parameters (repeatable; default: every variable)")
+    ca.add_argument("--format", choices=["table", "json"], default="table")
+    ca.add_argument("--show", type=int, default=20, metavar="N", help="largest changes listed (default 20)")
+    ca.add_argument("--priors", metavar="DIR", help="the prior set to start from (default: the bundled set)")
+    ca.set_defaults(func=cmd_calibrate)
+
+    di = priors_sub.add_parser("diff", help="changed parameters between two prior sets and their effect on the "
+                               "bundled example cases")
+    di.add_argument("a", metavar="A", help="a prior-set folder (or 'bundled')")
+    di.add_argument("b", metavar="B", help="a prior-set folder (or 'bundled')")
+    di.add_argument("--format", choices=["table", "json"], default="table")
+    di.add_argument("--no-examples", action="store_true", help="only list the changed parameters")
+    di.add_argument("--param", action="append", metavar="ID=VALUE",
+                    help="override one parameter of B (repeatable): `priors diff bundled bundled --param ...` "
+                         "shows what an override does; recorded in the output")
+    di.set_defaults(func=cmd_priors_diff)
+
+
+# --------------------------------------------------------------------------- calibrate
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate, write_prior_set
+    from .evaluate import LabelError, read_labelled
+    from .model import DISCLAIMER, load_model
+
+    if not args.strength > 0:
+        raise AlpnetError(f"--strength must be > 0; got {args.strength:g} instead")
+    if args.max_iter < 1:
+        raise AlpnetError(f"--max-iter must be >= 1; got {args.max_iter} instead")
+    out = Path(args.out)
+    if out.exists() and not args.force:  # before the slow work
+        raise AlpnetError(f"{out}: already exists; use --force to replace it")
+    parent_dir = out.parent if str(out.parent) else Path(".")
+    if not parent_dir.is_dir():
+        raise AlpnetError(f"--out {out}: the folder {parent_dir} does not exist")
+    try:
+        frame = read_labelled(args.labelled)
+        model = load_model(args.priors)
+        result = calibrate(model, frame, strength=args.strength, max_iter=args.max_iter, variables=args.only)
+    except LabelError as exc:
+        _report_rows(exc.errors)
+        raise AlpnetError(f"{args.labelled}: {exc}") from None
+    import shlex
+
+    parts = ["alpnet", "calibrate", args.labelled, "--strength", f"{args.strength:g}", "--out", args.out,
+             "--max-iter", str(args.max_iter)] + (["--priors", args.priors] if args.priors else []) \
+        + [x for v in (args.only or []) for x in ("--only", v)] \
+        + (["--force"] if args.force else [])
+    command = " ".join(shlex.quote(str(x)) for x in parts)
+    write_prior_set(result, model.priors, out, force=args.force, data_path=args.labelled, command=command)
+    changed = result.changed
+    if args.format == "json":
+        print(json.dumps({"out": str(out), "rows": result.n_rows, "strength": result.strength,
+                          "iterations": result.iterations, "converged": result.converged,
+                          "parent_sha256": model.priors.sha256,
+                          "changed": changed[["id", "old", "new", "expected_count", "source"]].to_dict("records"),
+                          "disclaimer": DISCLAIMER}, default=_json_default))
+    else:
+        print(f"{len(changed)} parameter(s) changed ({result.n_rows} rows, K={result.strength:g}, "
+              f"{result.iterations} EM iteration(s){'' if result.converged else ', not converged'}):")
+        top = changed.reindex(changed["change"].abs().sort_values(ascending=False).index)
+        for r in top.head(args.show).itertuples(index=False):
+            print(f"  {r.id:60s} {r.old:<10.4g} -> {r.new:<10.4g} (expected count {r.expected_count:.1f}, {r.source})")
+        if len(changed) > args.show:
+            print(f"  ... and {len(changed) - args.show} more in {out / 'manifest.json'}")
+        print(f"wrote {out} (manifest.json lists every parameter); load it with --priors {out}")
+        print(DISCLAIMER)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- priors diff
+
+
+def cmd_priors_diff(args: argparse.Namespace) -> int:
+    from .model import DISCLAIMER
+    from .priors_diff import diff_priors, format_diff
+
+    from .cli import _parse_params
+
+    result = diff_priors(args.a, args.b, examples=not args.no_examples, overrides_b=_parse_params(args.param))
+    if args.format == "json":
+        out = result.to_dict()
+        out["disclaimer"] = DISCLAIMER
+        print(json.dumps(out, default=_json_default))
+    else:
+        print(format_diff(result))
+        print(DISCLAIMER)
+    return EXIT_OK

@@ -1,0 +1,263 @@
+"""Reading and writing batch tables (CSV or Parquet) in chunks, atomically.
+
+The format comes from the file name's extension: ``.csv`` (also ``.csv.gz``, ``.tsv``)
+or ``.parquet`` / ``.pq``. Parquet needs :mod:`pyarrow` (the optional extra
+``alpnet[parquet]``); it is imported only when a Parquet file is met.
+
+CSV cells are read as text, exactly as written (an ``id`` of ``007`` stays ``007``);
+an empty cell is missing. Outputs go to a temporary file in the destination folder
+that is renamed over the final name only when complete, so an interrupted run
+leaves nothing under the output name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Literal
+
+import pandas as pd
+
+from .errors import AlpnetError
+
+__all__ = ["table_format", "iter_chunks", "read_columns", "count_rows", "AtomicTableWriter"]
+
+Format = Literal["csv", "parquet"]
+
+
+def table_format(path: str | Path, *, role: str = "input") -> Format:
+    """``"csv"`` or ``"parquet"`` from the file name's extension.
+
+    Raises
+    ------
+    AlpnetError
+        For any other extension, naming the accepted ones.
+    """
+    name = Path(path).name.lower()
+    if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+        return "csv"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    raise AlpnetError(f"{path}: unknown {role} format {Path(path).suffix or '(no extension)'!r}; "
+                      "accepted: .csv, .csv.gz, .tsv, .parquet, .pq")
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise AlpnetError("Parquet files need pyarrow: pip install 'alpnet[parquet]'") from None
+    return pyarrow
+
+
+def _csv_options(path: Path) -> dict:
+    sep = "\t" if path.name.lower().endswith(".tsv") else ","
+    return {"sep": sep, "dtype": str, "keep_default_na": False, "na_values": [""]}
+
+
+def _check_input(path: Path) -> None:
+    if not path.exists():
+        raise AlpnetError(f"{path}: no such file")
+    if path.is_dir():
+        raise AlpnetError(f"{path}: is a folder, not a table")
+
+
+def read_columns(path: str | Path) -> list[str]:
+    """The column names of a table, without reading its rows.
+
+    Raises
+    ------
+    AlpnetError
+        If the file is missing, empty or unreadable.
+    """
+    p = Path(path)
+    _check_input(p)
+    fmt = table_format(p)
+    try:
+        if fmt == "csv":
+            return [str(c) for c in pd.read_csv(p, nrows=0, **_csv_options(p)).columns]
+        pa = _pyarrow()
+        return list(pa.parquet.ParquetFile(p).schema_arrow.names)
+    except AlpnetError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise AlpnetError(f"{p}: the file is empty (expected a header row)") from None
+    except Exception as exc:  # a malformed file: one clear line
+        raise AlpnetError(f"{p}: cannot be read as {fmt.upper()}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def count_rows(path: str | Path) -> int | None:
+    """Number of data rows (exact for Parquet; lines minus the header for CSV), or None."""
+    p = Path(path)
+    try:
+        if table_format(p) == "parquet":
+            return int(_pyarrow().parquet.ParquetFile(p).metadata.num_rows)
+        if p.name.lower().endswith(".gz"):
+            return None
+        n = 0
+        last = b"\n"
+        with open(p, "rb") as fh:
+            while True:
+                block = fh.read(1 << 20)
+                if not block:
+                    break
+                n += block.count(b"\n")
+                last = block[-1:]
+        if last != b"\n":
+            n += 1
+        return max(n - 1, 0)
+    except (OSError, AlpnetError):
+        return None
+
+
+def iter_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """Yield the rows of a table as DataFrames of at most ``chunk_size`` rows, in order.
+
+    CSV cells come as text (missing cells as NaN); Parquet columns keep their types.
+    The index of each chunk is the 0-based position of its rows in the file.
+    """
+    p = Path(path)
+    _check_input(p)
+    fmt = table_format(p)
+    start = 0
+    try:
+        if fmt == "csv":
+            reader = pd.read_csv(p, chunksize=chunk_size, **_csv_options(p))
+            for chunk in reader:
+                chunk.index = pd.RangeIndex(start, start + len(chunk))
+                start += len(chunk)
+                yield chunk
+            return
+        pa = _pyarrow()
+        pf = pa.parquet.ParquetFile(p)
+        for batch in pf.iter_batches(batch_size=chunk_size):
+            chunk = batch.to_pandas()
+            chunk.index = pd.RangeIndex(start, start + len(chunk))
+            start += len(chunk)
+            yield chunk
+    except AlpnetError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise AlpnetError(f"{p}: the file is empty (expected a header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AlpnetError(f"{p}: cannot be read as {fmt.upper()} after row {start}: {first}") from None
+
+
+class AtomicTableWriter:
+    """Write a table chunk by chunk to a temporary file, renamed into place on :meth:`commit`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final file; its extension gives the format.
+    force : bool
+        Replace an existing file. Without it an existing ``path`` is an error.
+
+    Notes
+    -----
+    Use it as a context manager: leaving the block without :meth:`commit` (an error,
+    Ctrl-C) deletes the temporary file and leaves ``path`` untouched.
+    """
+
+    def __init__(self, path: str | Path, *, force: bool = False):
+        self.path = Path(path)
+        self.format = table_format(self.path, role="output")
+        check_output_path(self.path, force=force)
+        if self.format == "parquet":
+            _pyarrow()
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._fh = None
+        self._pq = None
+        self._schema = None
+        self._columns: list[str] | None = None
+        self.rows = 0
+
+    def write(self, df: pd.DataFrame) -> None:
+        """Append rows (the first call fixes the columns)."""
+        if self._columns is None:
+            self._columns = [str(c) for c in df.columns]
+        elif [str(c) for c in df.columns] != self._columns:  # pragma: no cover - a programming error
+            raise AlpnetError("internal: chunks with different columns")
+        if self.format == "csv":
+            if self._fh is None:
+                compression = "gzip" if self.path.name.lower().endswith(".gz") else None
+                if compression:
+                    import gzip
+
+                    self._fh = gzip.open(self.tmp, "wt", encoding="utf-8", newline="")
+                else:
+                    self._fh = open(self.tmp, "w", encoding="utf-8", newline="")
+                df.to_csv(self._fh, index=False, header=True,
+                          sep="\t" if self.path.name.lower().endswith(".tsv") else ",")
+            else:
+                df.to_csv(self._fh, index=False, header=False,
+                          sep="\t" if self.path.name.lower().endswith(".tsv") else ",")
+        else:
+            pa = _pyarrow()
+            if self._pq is None:
+                self._schema = self._schema or pa.Schema.from_pandas(df, preserve_index=False)
+                self._pq = pa.parquet.ParquetWriter(self.tmp, self._schema)
+            df = df.copy(deep=False)
+            df.attrs = {}  # attrs are not table content
+            table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False, safe=False)
+            self._pq.write_table(table)
+        self.rows += len(df)
+
+    def set_schema(self, schema) -> None:
+        """Parquet only: fix the Arrow schema before the first write (types of every column)."""
+        self._schema = schema
+
+    def _close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._pq is not None:
+            self._pq.close()
+            self._pq = None
+
+    def commit(self, empty_columns: list[str] | None = None) -> None:
+        """Finish the file and move it to its final name.
+
+        Parameters
+        ----------
+        empty_columns : list of str, optional
+            Columns of the header when no row was written.
+        """
+        if self._columns is None:
+            self.write(pd.DataFrame(columns=empty_columns or []))
+        self._close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file; the final name is not touched."""
+        try:
+            self._close()
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()
+
+    def __enter__(self) -> "AtomicTableWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.tmp.exists():
+            self.abort()
+
+
+def check_output_path(path: Path, *, force: bool) -> None:
+    """Refuse an existing output (unless forced), a folder, or a missing parent folder."""
+    if path.is_dir():
+        raise AlpnetError(f"{path}: is a folder")
+    if path.exists() and not force:
+        raise AlpnetError(f"{path}: already exists; use --force to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise AlpnetError(f"{path}: the folder {parent} does not exist")

@@ -1,0 +1,159 @@
+"""Batch scoring speed and memory: `alpnet score` on simulated files, pgmpy loop as the baseline.
+
+Run: ``python benchmarks/score.py [--sizes 10000,100000,1000000] [--baseline-rows 1000]
+[--next-test-rows 20] [--workdir DIR]``. Prints one Markdown table.
+
+* Input files are made by ``alpnet simulate -n N --seed 1 --missing 0.3`` (kept in
+  ``--workdir`` and reused).
+* Every ``alpnet score`` runs as its own process, so its peak memory is that process's
+  peak resident set size (``os.wait4`` rusage ``ru_maxrss``), whole command included
+  (Python, pandas, the compiled model). "rows/s" divides the rows by the wall time of
+  the command minus the time the same command takes on a one-row file (start-up and
+  model loading), which is reported on its own row.
+* ``--next-test`` ranks every test exactly for every row, which is slow: it is timed on
+  a small sample (``--next-test-rows``) and the time for the full file is **extrapolated**
+  from that rate (labelled as such).
+* The baseline is a pgmpy ``VariableElimination`` query of every cause per row, timed in
+  this process on the first ``--baseline-rows`` rows of the smallest file (the same
+  evidence alpnet reads from those rows; reading and mapping the rows is not counted for
+  pgmpy, it is for alpnet).
+
+Nothing here is a unit test: timings depend on the machine, which the header names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import alpnet  # noqa: E402
+
+ALPNET = [sys.executable, "-m", "alpnet"]
+
+
+def run(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one child process; raises if it fails."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    code = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if code not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} exited {code}: {err.strip()}")
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: KiB on Linux, bytes on macOS
+    return wall, int(usage.ru_maxrss) * scale
+
+
+def simulated(workdir: Path, n: int) -> Path:
+    path = workdir / f"cohort-{n}.csv"
+    if not path.exists():
+        run(ALPNET + ["simulate", "-n", str(n), "--seed", "1", "--missing", "0.3", "-o", str(path)])
+    return path
+
+
+def head(path: Path, n: int, out: Path) -> Path:
+    with open(path, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
+        for i, line in enumerate(src):
+            if i > n:
+                break
+            dst.write(line)
+    return out
+
+
+def fmt_time(s: float) -> str:
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def pgmpy_baseline(path: Path, rows: int) -> tuple[float, int]:
+    """Seconds per row of a pgmpy VariableElimination loop over the first ``rows`` rows."""
+    import pandas as pd
+    from pgmpy.inference import VariableElimination
+
+    from alpnet.batch import plan_columns, row_to_case
+
+    model = alpnet.load_model()
+    ve = VariableElimination(model.to_pgmpy())
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=rows)
+    plan = plan_columns(df.columns, model.priors)
+    evidences = []
+    for i in range(len(df)):
+        ev, _ = model.evidence_of(row_to_case(df.iloc[i].to_dict(), plan, default_id="x"))
+        if all(not isinstance(v, list) for v in ev.values()):  # pgmpy takes hard evidence only
+            evidences.append(ev)
+    t = time.perf_counter()
+    for ev in evidences:
+        try:
+            ve.query(variables=model.causes, evidence=ev, joint=False, show_progress=False)
+        except Exception:  # pragma: no cover - impossible evidence
+            pass
+    return (time.perf_counter() - t) / max(len(evidences), 1), len(evidences)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
+    ap.add_argument("--baseline-rows", type=int, default=1000, help="rows the pgmpy loop is timed on")
+    ap.add_argument("--next-test-rows", type=int, default=20, help="rows --next-test is timed on")
+    ap.add_argument("--chunk-size", type=int, default=2000)
+    ap.add_argument("--workdir", default=None, help="where simulated files are kept (default: a temp folder)")
+    args = ap.parse_args()
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="alpnet-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    rows_out = []
+    one = head(simulated(workdir, min(sizes)), 1, workdir / "one.csv")
+    start_s, start_mem = run(ALPNET + ["score", str(one), "-o", str(workdir / "out-one.csv"), "--quiet", "--force"])
+    rows_out.append(("1 (start-up: import, load and compile the model)", "posteriors", fmt_time(start_s), "-",
+                     f"{start_mem / 1024**2:.0f} MB"))
+    sample = head(simulated(workdir, min(sizes)), args.next_test_rows, workdir / "nt-sample.csv")
+    nt_s, nt_mem = run(ALPNET + ["score", str(sample), "-o", str(workdir / "out-nt.csv"), "--quiet", "--force",
+                                 "--next-test"])
+    nt_rate = args.next_test_rows / max(nt_s - start_s, 1e-9)
+    rates = []
+    for n in sizes:
+        path = simulated(workdir, n)
+        wall, mem = run(ALPNET + ["score", str(path), "-o", str(workdir / f"out-{n}.csv"), "--quiet", "--force",
+                                  "--chunk-size", str(args.chunk_size)])
+        rate = n / max(wall - start_s, 1e-9)
+        rates.append(rate)
+        rows_out.append((f"{n:,}", "posteriors", fmt_time(wall), f"{rate:,.0f}", f"{mem / 1024**2:.0f} MB"))
+        rows_out.append((f"{n:,}", f"+ --next-test (extrapolated from {args.next_test_rows} rows)",
+                         fmt_time(start_s + n / nt_rate), f"{nt_rate:,.1f}",
+                         f"{nt_mem / 1024**2:.0f} MB (on the sample)"))
+    base_path = simulated(workdir, min(sizes))
+    per_row, used = pgmpy_baseline(base_path, args.baseline_rows)
+    rows_out.append((f"{used:,} (sample of the {min(sizes):,}-row file)", "pgmpy VariableElimination loop, posteriors",
+                     fmt_time(per_row * used), f"{1 / per_row:,.0f}", "-"))
+
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}, pgmpy {__import__('pgmpy').__version__}, alpnet {alpnet.__version__}; "
+          f"files: alpnet simulate --seed 1 --missing 0.3; chunk size {args.chunk_size}")
+    print("\n| rows | what | wall time | rows/s | peak memory (RSS) |")
+    print("|---|---|---|---|---|")
+    for r in rows_out:
+        print("| " + " | ".join(r) + " |")
+    print(f"\nalpnet posteriors vs the pgmpy loop: {min(rates) * per_row:.1f}x (slowest size) to "
+          f"{max(rates) * per_row:.1f}x (fastest size).")
+
+
+if __name__ == "__main__":
+    main()
