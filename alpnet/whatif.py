@@ -105,10 +105,12 @@ def apply_changes(case: Case | Mapping[str, Any], *, set: Mapping[str, Any] | No
     """
     base = _as_case(case)
     data = copy.deepcopy(base.data)
+    if isinstance(unset, str):  # one key given bare
+        unset = [unset]
+    if set is not None and not isinstance(set, Mapping):
+        raise CaseError(f"set must map case keys to values, e.g. {{'labs.ggt': '300 U/L'}}; got {type(set).__name__}")
     set = dict(set or {})
     unset = list(unset or [])
-    if isinstance(unset, str):  # pragma: no cover - guarded by the list() above for str input
-        unset = [unset]
     both = sorted(set.keys() & {str(u).strip() for u in unset if isinstance(u, str)})
     if both:
         raise CaseError(f"{both[0]}: both set and unset; give one of the two")

@@ -292,3 +292,11 @@ def test_model_methods_are_the_module_functions(model):
     assert a.equals(b) and a.attrs["next_test_after"] == b.attrs["next_test_after"]
     ex = model.explain(case, cause="paget")
     assert list(ex.summary["cause"]) == ["paget"]
+
+
+def test_one_key_to_unset_may_be_given_bare(model):
+    case = load("paget")
+    a = what_if(model, case, unset="labs.psa", next_test=False)
+    assert [c["key"] for c in a.attrs["changes"]] == ["labs.psa"]
+    with pytest.raises(alpnet.CaseError, match="set must map case keys to values"):
+        what_if(model, case, set=["labs.ggt"], next_test=False)
