@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=10_000, help="batch size (default 10,000)")
     ap.add_argument("--baseline-cases", type=int, default=300, help="cases the pgmpy batch loop is timed on")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--redraws", type=int, default=1000, help="parameter redraws (default 1,000)")
     args = ap.parse_args()
 
     from pgmpy.inference import VariableElimination
@@ -119,7 +120,7 @@ def main() -> None:
     def pgmpy_rank(e):
         q0 = ve.query(variables=hidden, evidence=e, joint=True, show_progress=False)
         h0 = q0.values
-        for t in ranker.tests:
+        for t in ranker.tests + ranker.questions:  # the same candidates alpnet ranks
             if t in e:
                 continue
             pt = ve.query(variables=[t], evidence=e, show_progress=False)
@@ -152,6 +153,39 @@ def main() -> None:
     rows.append({"operation": f"{args.cases:,} cases, batch (pgmpy timed on {len(sub)}, scaled)",
                  "alpnet": t_batch, "pgmpy VE": t_batch_ve})
 
+    # 5. parameter redraws for one case (posteriors under redrawn parameters)
+    from pgmpy.factors.discrete import TabularCPD
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    from alpnet.parameters import assigned_values, tables_for
+    from alpnet.uncertainty import draw_parameters, posterior_uncertainty
+
+    ev = hard[0]
+    n_alp = max(args.redraws // 10, 20)
+    t = time.perf_counter()
+    posterior_uncertainty(model, ev, draws=n_alp, seed=1, tests=0)
+    t_redraw = (time.perf_counter() - t) * 1000 / n_alp
+    n_pg = 5
+    ids, values = draw_parameters(model.priors, n_pg, seed=1)
+    pset = model.priors
+    t = time.perf_counter()
+    for d in range(n_pg):
+        with assigned_values(pset, ids, values[d]):
+            tables = tables_for(pset, list(pset.variables))
+        net = DiscreteBayesianNetwork([(p_, v) for v in pset.variables for p_ in pset.variables[v].parents])
+        cpds = []
+        for name, var in pset.variables.items():
+            tab = tables[name]
+            cpds.append(TabularCPD(name, tab.shape[0], tab.reshape(tab.shape[0], -1),
+                                   evidence=list(var.parents) or None,
+                                   evidence_card=[len(pset.variables[p_].states) for p_ in var.parents] or None,
+                                   state_names={name: var.states, **{p_: pset.variables[p_].states for p_ in var.parents}}))
+        net.add_cpds(*cpds)
+        VariableElimination(net).query(variables=hidden, evidence=ev, joint=False, show_progress=False)
+    t_redraw_pg = (time.perf_counter() - t) * 1000 / n_pg
+    rows.append({"operation": f"{args.redraws:,} parameter redraws for one case (alpnet timed on {n_alp}, "
+                              f"pgmpy on {n_pg}, scaled)", "alpnet": t_redraw, "pgmpy VE": t_redraw_pg})
+
     # print
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}, pgmpy {__import__('pgmpy').__version__}"
@@ -166,13 +200,14 @@ def main() -> None:
         return f"{x * 1000:.2f} ms" if x < 1 else f"{x:.2f} s"
 
     for r in rows:
+        if r["operation"].startswith(f"{args.redraws:,} parameter redraws"):  # per draw -> total
+            r = {**r, "alpnet": r["alpnet"] * args.redraws / 1000, "pgmpy VE": r["pgmpy VE"] * args.redraws / 1000}
         ratio_ve = f"{r['pgmpy VE'] / r['alpnet']:.1f}x" if "pgmpy VE" in r else "-"
         ratio_ag = f"{r['pyAgrum LP'] / r['alpnet']:.1f}x" if "pyAgrum LP" in r else "-"
         print(f"| {r['operation']} | " + " | ".join(fmt(r.get(c)) for c in cols) + f" | {ratio_ve} | {ratio_ag} |")
     print(f"| compiled model memory (tracemalloc peak while loading) | {peak / 1024**2:.0f} MB | - | - | - | - |")
     print(f"| load and compile the bundled prior set | {fmt(build_s)} | - | - | - | - |")
-    print("| 1,000 parameter redraws for one case | not measured yet (needs the uncertainty module) | - | - | - | - |")
-
+    
 
 if __name__ == "__main__":
     main()
