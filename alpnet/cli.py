@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .formatting import percent as _pct
 from . import __version__
 from .errors import AlpnetError
 
@@ -74,12 +75,6 @@ def _write_atomic(path: Path, text: str | bytes, force: bool) -> None:
 # --------------------------------------------------------------------------- diagnose
 
 
-def _pct(p: float) -> str:
-    if p >= 0.9995:
-        return ">99.9%"
-    if p < 0.0005:
-        return "<0.1%" if p > 0 else "0%"
-    return f"{100 * p:.1f}%"
 
 
 def _bar(p: float, width: int = 20) -> str:

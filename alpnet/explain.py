@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .formatting import percent as _p
 from .errors import AlpnetError, CaseError
 from .evidence import Case, case_from_mapping
 
@@ -561,12 +562,6 @@ def _share(x: float, shift: float) -> str:
     return f"{100 * x:.0f}%" if math.isfinite(x) and abs(shift) >= 0.5 else "-"
 
 
-def _p(p: float) -> str:
-    if p >= 0.9995:
-        return ">99.9%"
-    if p < 0.0005:
-        return "<0.1%" if p > 0 else "0%"
-    return f"{100 * p:.1f}%"
 
 
 def format_explanation(ex: Explanation) -> str:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
+from .formatting import percent as _pct
 from .errors import CaseError
 from .evidence import Case, case_from_mapping
 from .schema import SECTIONS
@@ -496,12 +497,6 @@ def _scenarios_record_from_frame(df: pd.DataFrame, disclaimer: str) -> dict[str,
 # ----------------------------------------------------------------------------- text
 
 
-def _pct(p: float) -> str:
-    if p >= 0.9995:
-        return ">99.9%"
-    if p < 0.0005:
-        return "<0.1%" if p > 0 else "0%"
-    return f"{100 * p:.1f}%"
 
 
 def _shown(value: Any) -> str:
