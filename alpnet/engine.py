@@ -10,21 +10,37 @@ cannot do better than touching each of them once, so the engine does exactly
 that, and nothing more:
 
 * the cause space is enumerated once: ``bits`` is a ``(2^k, k)`` 0/1 matrix,
-  the first cause varying slowest (numpy C order over one axis per cause);
+  the first hidden variable varying slowest (numpy C order over one axis per
+  cause). The order is chosen by :func:`enumeration_order`: first the causes the
+  context can rule out (no pregnancy in a man), then the causes that appear in
+  the fewest tables;
 * a finding whose parents are all causes becomes a likelihood table
   ``(n_states, 2^k)`` gathered once from its CPT; evidence on it is a row
   (hard evidence) or a weighted sum of rows (a set of states, "ALP high");
-* everything that involves context variables — their priors, the causes'
-  CPTs, and findings with a context parent (PSA depends on sex and known
-  cancer) — is contracted with one ``numpy.einsum`` over the context axes into
-  a vector over the cause space: the *context block*. It depends only on the
-  evidence about those variables, so it is cached per context pattern, with
-  the contraction compiled once per pattern of observed variables (``opt_einsum``),
-  with each variable observed as one state sliced out of every table first;
-* the posterior joint is ``block * prod(likelihood rows)``; its normaliser is
-  P(evidence). The cause marginals are folded out of it (:func:`marginals`): sum
-  the upper half for the first cause, add the halves, repeat — about 2 * 2^k
-  additions in all, with no BLAS call whose threads would fight over two cores;
+* everything that involves context variables (their priors, the causes' CPTs,
+  findings with a context parent) gives the *context block*, a vector over the
+  cause space. The tables are sliced at the observed context states; a context
+  variable that is not observed (or only softly) is summed out together with the
+  few tables that mention it (one small einsum per such group), so what is left
+  is a set of small factors over the causes. The block is grown from them one
+  cause at a time, from the last to the first, each factor multiplied in once all
+  its causes have joined (:meth:`Engine._grown_blocks`). It depends only on the
+  evidence about context variables and is cached per context pattern;
+* when the context rules out the first causes in the order, their configurations
+  carry no weight and the live ones are a prefix of the cause space: only that
+  prefix is computed (:meth:`Engine._dead_prefix`); a man's joint is half as long;
+* the findings' likelihoods are multiplied together from the finding that depends
+  on the fewest (last) causes to the one that depends on the first: a finding
+  whose first cause is ``hidden[d]`` is a function of ``hidden[d:]``, whose values
+  are the first ``2^(k-d)`` entries of its table rows, so most findings cost a
+  short vector and only the few that involve the first causes touch the whole
+  space (:meth:`Engine._findings_product`). A finding with a context parent that
+  is observed acts like one of these, with a table per context state;
+* the posterior joint is ``block * product``; its normaliser is P(evidence). The
+  cause marginals are two sums over the joint viewed as a ``2^a x 2^b`` matrix and
+  two small products with the halves' bits (:func:`row_marginals`);
+* batches (``posterior_many``) run the same steps for 16 evidence sets at a time,
+  the context tables gathered per row and the products done row-wise;
 * for ranking tests, :meth:`Engine.conditional_table` gives P(variable | C, e) for
   a question or a test with a context parent. The findings' likelihoods cancel
   in it, so it depends on the context evidence only and is cached with the block.
@@ -51,11 +67,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import opt_einsum
+from threadpoolctl import ThreadpoolController
 
 from .errors import AlpnetError, CaseError, EvidenceConflictError
 from .priors import PriorSet
 
-__all__ = ["Engine", "Evidence", "MAX_HIDDEN", "marginals", "row_marginals"]
+__all__ = ["Engine", "Evidence", "MAX_HIDDEN", "enumeration_order", "marginals", "row_marginals"]
 
 #: Largest number of hidden binary variables (causes + leak) the engine enumerates.
 #: 2^20 configurations: 8 MB per vector; likelihood tables for ~90 finding states
@@ -86,7 +103,7 @@ class Engine:
         self.pset = pset
         self.cpts = dict(cpts)
         self.variables = pset.variables
-        self.hidden = pset.hidden
+        self.hidden = enumeration_order(pset, cpts)
         self.k = len(self.hidden)
         if self.k > MAX_HIDDEN:
             raise AlpnetError(
@@ -102,14 +119,24 @@ class Engine:
         self.with_context = [f for f in pset.findings if f not in self.cause_only]
         self._lik: dict[str, np.ndarray] = {}
         letters = string.ascii_letters
-        names = self.context + self.hidden
-        if len(names) > len(letters):  # pragma: no cover - bounded by MAX_HIDDEN + context size
+        names = self.context + self.hidden + self.with_context
+        if len(names) + 2 > len(letters):  # pragma: no cover - bounded by MAX_HIDDEN + context size
             raise AlpnetError("too many context variables and causes for the einsum contraction")
         self._letter = {n: letters[i] for i, n in enumerate(names)}
+        self._batch_letter = letters[len(names)]
         self._block_cache: OrderedDict = OrderedDict()
         self._path_cache: dict = {}
         self._cond_cache: OrderedDict = OrderedDict()
         self._columns: dict[str, np.ndarray] = {}
+        self._context_set = set(self.context)
+        self._expand_cache: dict[tuple[int, ...], np.ndarray] = {}
+        self._cause_only_set = set(self.cause_only)
+        self._live_level: dict[tuple[str, int], int] = {}
+        self._context_parents = {f: [p for p in self.variables[f].parents if p in self._context_set]
+                                 for f in self.with_context}
+        self._ctx_lik: dict[str, np.ndarray] = {}
+        # the variables whose kind of evidence (none, one state, weights) sets a batch's path
+        self._path_variables = self.context + self.hidden + self.with_context
 
     # ------------------------------------------------------------------ tables
     def likelihood_table(self, finding: str) -> np.ndarray:
@@ -202,12 +229,20 @@ class Engine:
         variables are sliced, weighted or left open, and cached.
         """
         keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev]
+        if keep is None:  # evidence on hidden variables is part of the grown block
+            keys += [h for h in self.hidden if h in ev]
         cache_key = (keep,) + tuple((v, _freeze(ev[v])) for v in keys)
         hit = self._block_cache.get(cache_key)
         if hit is not None:
             self._block_cache.move_to_end(cache_key)
             return hit
-        block = self._contract_block(ev, keep, self.cpts)
+        if keep is None:  # (live block, m): see _grown_blocks
+            sliced = [v for v in self.context if isinstance(ev.get(v), (int, np.integer))]
+            factors, scale = self._context_factors([ev], sliced, self.cpts)
+            m = int(self._dead_prefix(factors, 1)[0])
+            block = (self._grown_blocks(factors, scale, m)[0], m)
+        else:
+            block = self._contract_block(ev, keep, self.cpts)
         self._block_cache[cache_key] = block
         if len(self._block_cache) > 512:
             self._block_cache.popitem(last=False)
@@ -244,19 +279,15 @@ class Engine:
             if v in ev and v not in hard:
                 operands.append(np.asarray(ev[v], dtype=float))
                 subs.append(L[v])
-        extra = ""
-        if keep is not None and keep not in L:
-            used = set(L.values())
-            extra = next(ch for ch in string.ascii_letters[::-1] if ch not in used)
         for f in self.with_context:
             var = self.variables[f]
             cpt = cpts[f]
             if f == keep:
-                add(cpt, list(var.parents), head=extra)
+                add(cpt, list(var.parents), head=L[f])
             elif f in ev:
                 e = ev[f]
                 add(cpt[e] if isinstance(e, int) else np.tensordot(e, cpt, axes=(0, 0)), list(var.parents))
-        head = (L[keep] if keep in L else extra) if keep is not None else ""
+        head = L[keep] if keep is not None else ""
         out = head + "".join(L[h] for h in self.hidden)
         expr = ",".join(subs) + "->" + out
         shapes = tuple(o.shape for o in operands)
@@ -270,6 +301,407 @@ class Engine:
         if scale != 1.0:
             block = block * scale
         return block.reshape(len(self.variables[keep].states), -1) if keep is not None else block.reshape(-1)
+
+    # --------------------------------------------------------- factored joint
+    def _weights(self, evs: Sequence[Mapping[str, np.ndarray | int]], var: str) -> np.ndarray:
+        """(rows, n_states) evidence weights on ``var``: one-hot, a likelihood vector, or ones if absent."""
+        n = len(self.variables[var].states)
+        out = np.ones((len(evs), n))
+        for r, ev in enumerate(evs):
+            e = ev.get(var)
+            if e is None:
+                continue
+            if isinstance(e, (int, np.integer)):
+                out[r] = 0.0
+                out[r, int(e)] = 1.0
+            else:
+                out[r] = e
+        return out
+
+    def _context_factors(self, evs: Sequence[Mapping[str, np.ndarray | int]], sliced: Sequence[str],
+                         cpts: Mapping[str, np.ndarray]) -> tuple[list[tuple[tuple[int, ...], np.ndarray]], np.ndarray]:
+        """The context part of P(C, e) for a batch of evidence sets, as small factors over hidden variables.
+
+        The tables that involve context variables or the causes' priors (context CPTs,
+        cause CPTs, findings with a context parent, evidence on hidden variables) are
+        taken per row. A context variable in ``sliced`` (observed as one state in every
+        row) is sliced out of every table at each row's state. Every other context
+        variable, and every finding with a context parent, is weighted by its evidence
+        (one-hot, a likelihood vector, or ones where it is not known) and summed out
+        together with the tables that share it: one small einsum per group. What is left
+        mentions hidden variables only.
+
+        Returns
+        -------
+        factors : list of (indices, table)
+            Ascending hidden indices, and a table of shape ``(rows, 2, ..., 2)`` with one
+            axis per index in that order.
+        scale : ndarray, shape (rows,)
+            The product of the factors left with no hidden variable.
+        """
+        B = len(evs)
+        sliced_set = set(sliced)
+        at = {v: np.fromiter((int(ev[v]) for ev in evs), dtype=np.intp, count=B) for v in sliced}
+        rows = np.arange(B)
+        raw: list[tuple[list[str], np.ndarray]] = []  # every table has a leading row axis
+        scale = np.ones(B)
+
+        def add(names: Sequence[str], table: np.ndarray, batched: bool) -> None:
+            nonlocal scale
+            hard = [i for i, n in enumerate(names) if n in sliced_set]
+            if hard:
+                offset = 1 if batched else 0
+                table = np.moveaxis(table, [i + offset for i in hard], list(range(offset, offset + len(hard))))
+                index = ((rows,) if batched else ()) + tuple(at[names[i]] for i in hard)
+                table = table[index]
+                names = [n for n in names if n not in sliced_set]
+            elif not batched:
+                table = np.broadcast_to(table, (B,) + table.shape)
+            if names:
+                raw.append((list(names), table))
+            else:
+                scale = scale * table
+
+        for v in self.context:
+            add([v] + list(self.variables[v].parents), cpts[v], False)
+            if v not in sliced_set and any(v in ev for ev in evs):
+                add([v], self._weights(evs, v), True)
+        for h in self.hidden:
+            add([h] + list(self.variables[h].parents), cpts[h], False)
+            if any(h in ev for ev in evs):
+                add([h], self._weights(evs, h), True)
+        moved = self._moved_findings(evs, sliced_set, cpts)
+        for f in self.with_context:
+            if f not in moved and any(f in ev for ev in evs):
+                add([f] + list(self.variables[f].parents), cpts[f], False)
+                add([f], self._weights(evs, f), True)
+        # tables that share a summed variable (a context variable not sliced, or a
+        # finding with a context parent) form one group
+        summed = lambda n: n not in self.hidx  # noqa: E731
+        groups: list[list[int]] = []
+        owner: dict[str, int] = {}
+        for i, (names, _) in enumerate(raw):
+            keys = [n for n in names if summed(n)]
+            hit = sorted({owner[n] for n in keys if n in owner})
+            if not hit:
+                gid = len(groups)
+                groups.append([i])
+            else:
+                gid = hit[0]
+                groups[gid].append(i)
+                for other in hit[1:]:
+                    groups[gid].extend(groups[other])
+                    groups[other] = []
+                    for n, g in list(owner.items()):
+                        if g == other:
+                            owner[n] = gid
+            for n in keys:
+                owner[n] = gid
+        L = self._letter
+        batch = self._batch_letter
+        factors: list[tuple[tuple[int, ...], np.ndarray]] = []
+        for members in groups:
+            if not members:
+                continue
+            out_idx = tuple(sorted({self.hidx[n] for i in members for n in raw[i][0] if n in self.hidx}))
+            if len(members) == 1 and not any(summed(n) for n in raw[members[0]][0]):
+                names, table = raw[members[0]]
+                order = np.argsort([self.hidx[n] for n in names])
+                factors.append((out_idx, np.transpose(table, (0,) + tuple(int(j) + 1 for j in order))))
+                continue
+            expr = ",".join(batch + "".join(L[n] for n in raw[i][0]) for i in members) + "->" + batch \
+                + "".join(L[self.hidden[j]] for j in out_idx)
+            operands = [raw[i][1] for i in members]
+            shapes = tuple(o.shape for o in operands)
+            contract = self._path_cache.get((expr, shapes))
+            if contract is None:
+                contract = opt_einsum.contract_expression(expr, *shapes, optimize="auto")
+                self._path_cache[(expr, shapes)] = contract
+                if len(self._path_cache) > 4096:
+                    self._path_cache.pop(next(iter(self._path_cache)))
+            table = np.asarray(contract(*operands))
+            if out_idx:
+                factors.append((out_idx, table))
+            else:
+                scale = scale * table
+        return factors, scale
+
+    def _moved_findings(self, evs: Sequence[Mapping[str, np.ndarray | int]], sliced: set[str],
+                        cpts: Mapping[str, np.ndarray]) -> list[str]:
+        """Findings with a context parent that act like cause-only findings in this batch.
+
+        When no row gives the finding as weights and all its context parents are sliced,
+        its likelihood is a row of :meth:`context_likelihood_table` picked by the row's
+        context states: :meth:`_findings_product` multiplies it in like a cause-only
+        finding (rows that do not observe it multiply by nothing) instead of the context
+        block carrying it.
+        """
+        return [f for f in self.with_context
+                if cpts[f] is self.cpts[f]
+                and all(p in sliced for p in self._context_parents[f])
+                and any(f in ev for ev in evs)
+                and all(isinstance(ev.get(f), (int, np.integer)) or f not in ev for ev in evs)]
+
+    def _moved_single(self, ev: Mapping[str, np.ndarray | int]) -> list[str]:
+        """:meth:`_moved_findings` for one evidence set, with its cached context block."""
+        hard = {v for v in self.context if isinstance(ev.get(v), (int, np.integer))}
+        return self._moved_findings([ev], hard, self.cpts)
+
+    def context_likelihood_table(self, finding: str) -> np.ndarray:
+        """``(n_context_configs * n_states, 2^k)`` for a finding with a context parent.
+
+        Row ``config * n_states + state`` is P(finding = state | cause configuration)
+        with its context parents at ``config`` (their states in C order). Built once.
+        """
+        tab = self._ctx_lik.get(finding)
+        if tab is None:
+            var = self.variables[finding]
+            ctx = self._context_parents[finding]
+            hid = [p for p in var.parents if p in self.hidx]
+            axes = [1 + var.parents.index(p) for p in ctx] + [0] + [1 + var.parents.index(p) for p in hid]
+            cpt = np.transpose(self.cpts[finding], axes)
+            n_states = len(var.states)
+            flat = cpt.reshape(-1, n_states, 2 ** len(hid))
+            col = np.zeros(2**self.k, dtype=np.int64)
+            for p in hid:
+                col = col * 2 + self._bits_int[:, self.hidx[p]]
+            tab = np.ascontiguousarray(flat[:, :, col].reshape(-1, 2**self.k))
+            self._ctx_lik[finding] = tab
+        return tab
+
+    def _expand_index(self, idx: tuple[int, ...]) -> np.ndarray:
+        """Flat index into a factor over ``idx`` for every configuration of hidden[min(idx):].
+
+        Those configurations are the first 2^(k - min(idx)) entries of the cause space
+        (every earlier variable absent), the last variable varying fastest.
+        """
+        hit = self._expand_cache.get(idx)
+        if hit is None:
+            low = idx[0]
+            suffix = np.arange(2 ** (self.k - low))
+            hit = np.zeros(suffix.size, dtype=np.intp)
+            for p in idx:
+                hit = hit * 2 + ((suffix >> (self.k - 1 - p)) & 1)
+            self._expand_cache[idx] = hit
+        return hit
+
+    def _dead_prefix(self, factors: list[tuple[tuple[int, ...], np.ndarray]], B: int) -> np.ndarray:
+        """Per row, how many leading hidden variables are ruled out (some factor is 0 when present).
+
+        :func:`enumeration_order` puts first the variables that the context can rule
+        out (no pregnancy when not pregnant); their configurations with the variable
+        present carry no weight, and the live ones are a prefix of the cause space.
+        Returns an integer array, one entry per row.
+        """
+        m = np.zeros(B, dtype=np.intp)
+        alive = np.ones(B, dtype=bool)
+        for j in range(self.k):
+            dead = np.zeros(B, dtype=bool)
+            for idx, table in factors:
+                if j in idx:
+                    dead |= ~np.take(table, 1, axis=idx.index(j) + 1).reshape(B, -1).any(axis=1)
+            alive &= dead
+            if not alive.any():
+                break
+            m += alive
+        return m
+
+    def _grown_blocks(self, factors: list[tuple[tuple[int, ...], np.ndarray]], scale: np.ndarray,
+                      m: int) -> np.ndarray:
+        """Context blocks ``(rows, 2^(k-m))`` grown from :meth:`_context_factors`.
+
+        The first ``m`` hidden variables are ruled out in every row
+        (:meth:`_dead_prefix`), so only the first 2^(k-m) configurations (those variables
+        absent) are computed. Each row's vector starts over no causes and doubles as
+        each hidden variable joins it, from the last (fastest-varying) to the first, so
+        doubling is two contiguous products; a factor is multiplied in as soon as all
+        its variables have joined. Every step is elementwise, so a row's numbers do not
+        depend on the other rows of the batch.
+        """
+        k = self.k
+        B = scale.shape[0]
+        singles: list[np.ndarray | None] = [None] * k
+        at_level: list[list[np.ndarray]] = [[] for _ in range(k)]
+        for idx, table in factors:
+            if idx[0] < m:  # keep the entries with the ruled-out variables absent
+                table = table[(slice(None),) + tuple(0 if p < m else slice(None) for p in idx)]
+                idx = tuple(p for p in idx if p >= m)
+                if not idx:
+                    scale = scale * table
+                    continue
+            if len(idx) == 1:
+                singles[idx[0]] = table if singles[idx[0]] is None else singles[idx[0]] * table
+            else:
+                at_level[idx[0]].append(table.reshape(B, -1)[:, self._expand_index(idx)])
+        w = scale.reshape(B, 1).astype(float)
+        for d in range(k - 1, m - 1, -1):
+            n = w.shape[1]
+            grown = np.empty((B, 2 * n))
+            s = singles[d]
+            if s is None:
+                grown[:, :n] = w
+                grown[:, n:] = w
+            else:
+                np.multiply(w, s[:, 0:1], out=grown[:, :n])
+                np.multiply(w, s[:, 1:2], out=grown[:, n:])
+            w = grown
+            for row in at_level[d]:
+                w *= row
+        return w
+
+    def _findings_product(self, evs: Sequence[Mapping[str, np.ndarray | int]], m: int = 0,
+                          tables: Mapping[str, np.ndarray] | None = None,
+                          moved: Sequence[str] = ()) -> np.ndarray | None:
+        """(rows, 2^(k-d)): the product of the cause-only findings' likelihoods, or None.
+
+        A finding whose first parent is hidden[d] is a function of hidden[d:] only, whose
+        values are the first 2^(k-d) entries of its likelihood table rows (a slice, not a
+        copy); with the first ``m`` variables ruled out, those of hidden[max(d, m):].
+        Findings are multiplied from the smallest such suffix to the largest, widening
+        the running product only when a finding with an earlier first parent joins.
+        """
+        k = self.k
+        B = len(evs)
+        seen = {f for ev in evs for f in ev if f in self._cause_only_set}
+        # per level: (table or explicit rows, row index per evidence set (-1: not observed), soft rows)
+        by_level: dict[int, list[tuple[np.ndarray, np.ndarray | None, dict[int, np.ndarray]]]] = {}
+        for f in self.cause_only:
+            if f not in seen:
+                continue
+            if tables and f in tables:
+                rows = np.stack([self._gather(f, tables[f], ev[f])[: 2 ** (k - m)] if f in ev
+                                 else np.ones(2 ** (k - m)) for ev in evs])
+                by_level.setdefault(m, []).append((rows, None, {}))
+                continue
+            level = self._first_live_parent(f, m)
+            tab = self.likelihood_table(f)[:, : 2 ** (k - level)]
+            index = np.full(B, -1, dtype=np.intp)
+            soft: dict[int, np.ndarray] = {}
+            for r, ev in enumerate(evs):
+                e = ev.get(f)
+                if e is None:
+                    continue
+                if isinstance(e, (int, np.integer)):
+                    index[r] = e
+                else:
+                    soft[r] = _weighted_rows(np.asarray(e, dtype=float)[None, :], tab)[0]
+            by_level.setdefault(level, []).append((tab, index, soft))
+        for f in moved:  # findings with a context parent, all of it sliced (:meth:`_moved_findings`)
+            level = self._first_live_parent(f, m)
+            tab = self.context_likelihood_table(f)[:, : 2 ** (k - level)]
+            index = np.zeros(B, dtype=np.intp)
+            for p in self._context_parents[f]:
+                index = index * len(self.variables[p].states) \
+                    + np.fromiter((int(ev[p]) for ev in evs), dtype=np.intp, count=B)
+            state = np.fromiter((int(ev.get(f, -1)) for ev in evs), dtype=np.intp, count=B)
+            index = np.where(state >= 0, index * len(self.variables[f].states) + state, -1)
+            by_level.setdefault(level, []).append((tab, index, {}))
+        # A row that does not observe a finding multiplies by exactly 1 (or nothing), so its
+        # numbers are the same as when it is computed alone.
+        product: np.ndarray | None = None
+        for d in sorted(by_level, reverse=True):
+            for tab, index, soft in by_level[d]:
+                size = tab.shape[1]
+                if index is None or product is None or size < 4096:  # whole rows at once
+                    if index is None:
+                        rows = tab
+                    else:
+                        rows = tab[np.maximum(index, 0)]
+                        rows[index < 0] = 1.0
+                        for r, row in soft.items():
+                            rows[r] = row
+                    if product is None:
+                        product = rows
+                    elif size > product.shape[1]:
+                        product = (rows.reshape(B, -1, product.shape[1]) * product[:, None, :]).reshape(B, -1)
+                    else:
+                        product *= rows
+                    continue
+                # large: straight from the table, row by row
+                P = product.shape[1]
+                wide = np.empty((B, size)) if size > P else None
+                for r in range(B):
+                    row = soft.get(r)
+                    if row is None and index[r] >= 0:
+                        row = tab[index[r]]
+                    if wide is None:
+                        if row is not None:
+                            product[r] *= row
+                    elif row is None:
+                        wide[r].reshape(-1, P)[:] = product[r]
+                    else:
+                        np.multiply(row.reshape(-1, P), product[r], out=wide[r].reshape(-1, P))
+                if wide is not None:
+                    product = wide
+        return product
+
+    def _first_live_parent(self, finding: str, m: int) -> int:
+        """Position of the finding's first hidden parent at or after ``m`` (``k - 1`` if none)."""
+        key = (finding, m)
+        hit = self._live_level.get(key)
+        if hit is None:
+            hit = min((self.hidx[p] for p in self.variables[finding].parents if self.hidx.get(p, -1) >= m),
+                      default=self.k - 1)
+            hit = max(hit, m) if hit < self.k else self.k - 1
+            self._live_level[key] = hit
+        return hit
+
+    def _joints(self, evs: Sequence[Mapping[str, np.ndarray | int]],
+                cpts: Mapping[str, np.ndarray] | None = None,
+                tables: Mapping[str, np.ndarray] | None = None) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """P(C = c, evidence) for a batch of normalised evidence sets.
+
+        Returns a list of ``(rows, W, m)``: the positions of some of the evidence sets,
+        their joints over the first 2^(k-m) configurations (the first ``m`` hidden
+        variables being ruled out in each of them; the rest of the cause space is zero),
+        one entry per value of ``m`` in the batch. Context variables observed as one state
+        in every row are sliced; the rest are weighted and summed out
+        (:meth:`_context_factors`). Nothing is cached.
+        """
+        cpts = self.cpts if cpts is None else cpts
+        sliced = [v for v in self.context if all(isinstance(ev.get(v), (int, np.integer)) for ev in evs)]
+        moved = self._moved_findings(evs, set(sliced), cpts)
+        factors, scale = self._context_factors(evs, sliced, cpts)
+        dead = self._dead_prefix(factors, len(evs))
+        out = []
+        for m in np.unique(dead).tolist():
+            rows = np.flatnonzero(dead == m)
+            part = factors if len(rows) == len(evs) else [(idx, t[rows]) for idx, t in factors]
+            W = self._grown_blocks(part, scale[rows], m)
+            product = self._findings_product([evs[r] for r in rows], m, tables, moved)
+            if product is not None:
+                W = (W.reshape(len(rows), -1, product.shape[1]) * product[:, None, :]).reshape(len(rows), -1)
+            out.append((rows, W, m))
+        return out
+
+    def _live_joint(self, ev: Mapping[str, np.ndarray | int]) -> tuple[np.ndarray, int]:
+        """One evidence set's joint over its live configurations (see :meth:`_joints`), with the
+        context block from the cache."""
+        block, m = self._block(ev)
+        product = self._findings_product([ev], m, moved=self._moved_single(ev))
+        if product is None:
+            return block.copy(), m
+        return (block.reshape(-1, product.shape[1]) * product).reshape(-1), m
+
+    def _factored_joint(self, ev: Mapping[str, np.ndarray | int],
+                        cpts: Mapping[str, np.ndarray] | None = None,
+                        tables: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """P(C = c, evidence) over the whole cause space for one evidence set."""
+        if cpts is None or cpts is self.cpts:
+            if not tables:
+                live, m = self._live_joint(ev)
+            else:
+                block, m = self._block(ev)
+                product = self._findings_product([ev], m, tables, self._moved_single(ev))
+                live = block * product[0]
+        else:
+            (_, W, m), = self._joints([ev], cpts, tables)
+            live = W[0]
+        if m == 0:
+            return live
+        w = np.zeros(2**self.k)
+        w[: live.size] = live
+        return w
 
     def outcome_joints(self, evidence: Evidence, variable: str) -> np.ndarray:
         """``(n_states, 2^k)``: P(C = c, variable = state, evidence) for an unobserved variable.
@@ -311,13 +743,8 @@ class Engine:
 
     def _joint_with_tables(self, ev: Mapping[str, np.ndarray | int], tables: Mapping[str, np.ndarray]) -> np.ndarray:
         structural = [v for v in tables if v not in self.cause_only]
-        if structural:
-            cpts = {**self.cpts, **{v: tables[v] for v in structural}}
-            block = self._contract_block(ev, None, cpts)
-        else:
-            block = self._block(ev)
-        w = block * self._cause_factor(ev, tables)
-        return w
+        cpts = {**self.cpts, **{v: tables[v] for v in structural}} if structural else self.cpts
+        return self._factored_joint(ev, cpts, {v: t for v, t in tables.items() if v in self.cause_only})
 
     def _cause_factor(self, ev: Mapping[str, np.ndarray | int],
                       tables: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
@@ -414,7 +841,7 @@ class Engine:
         return self._joint(ev)
 
     def _joint(self, ev: Mapping[str, np.ndarray | int]) -> tuple[np.ndarray, float]:
-        w = self._block(ev) * self._cause_factor(ev)
+        w = self._factored_joint(ev)
         return w, float(w.sum())
 
     def posterior(self, evidence: Evidence) -> dict[str, float]:
@@ -426,24 +853,55 @@ class Engine:
             When the evidence has probability zero; names the conflicting items.
         """
         ev = self.normalise(evidence)
-        w, z = self._joint(ev)
-        if not z > 0:
+        w, m = self._live_joint(ev)
+        marg, z = row_marginals(w[None, :], with_total=True)
+        if not z[0] > 0:
             raise self._conflict_error(ev)
-        marg = marginals(w) / z
-        return {h: float(np.clip(marg[i], 0.0, 1.0)) for i, h in enumerate(self.hidden)}
+        post = np.zeros(self.k)
+        post[m:] = np.clip(marg[0] / z[0], 0.0, 1.0)
+        return dict(zip(self.hidden, post.tolist()))
 
-    def posterior_many(self, evidences: list[Evidence]) -> np.ndarray:
+    def posterior_many(self, evidences: list[Evidence], *, rows_per_pass: int = 16) -> np.ndarray:
         """Posteriors for many evidence sets at once, shape ``(n, n_hidden)``.
 
-        Cases that share a context pattern share its cached context block; an impossible
-        evidence set gives a row of NaN instead of stopping the batch.
+        Rows are sorted by which context variables they observe as one state, so that
+        neighbours share the variables sliced out of the tables, and computed
+        ``rows_per_pass`` at a time (:meth:`_joints`). An impossible evidence set gives
+        a row of NaN instead of stopping the batch.
         """
-        out = np.full((len(evidences), self.k), np.nan)
-        for i, evidence in enumerate(evidences):
-            ev = self.normalise(evidence)
-            w, z = self._joint(ev)
-            if z > 0:
-                out[i] = marginals(w) / z
+        with one_blas_thread():
+            return self._posterior_many([self.normalise(evidence) for evidence in evidences], rows_per_pass)
+
+    def _posterior_many(self, evs: list[Mapping[str, np.ndarray | int]], rows_per_pass: int) -> np.ndarray:
+        out = np.full((len(evs), self.k), np.nan)
+
+        def kind(e: object) -> int:
+            return 0 if e is None else 1 if isinstance(e, (int, np.integer)) else 2
+
+        # rows computed together must take the same path (the same variables observed,
+        # hard or soft), so that a row's numbers never depend on its neighbours
+        def path(ev: Mapping[str, np.ndarray | int]) -> tuple:
+            kinds = {v: kind(ev.get(v)) for v in self._path_variables}
+            for f in self.with_context:  # observed or not, a movable finding takes one path
+                if kinds[f] != 2 and all(kinds[p] == 1 for p in self._context_parents[f]):
+                    kinds[f] = 0
+            return tuple(kinds.values())
+
+        signature = [path(ev) for ev in evs]
+        order = sorted(range(len(evs)), key=lambda i: signature[i])
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and stop - start < rows_per_pass and signature[order[stop]] == signature[order[start]]:
+                stop += 1
+            idx = np.asarray(order[start:stop])
+            for rows, W, m in self._joints([evs[i] for i in idx]):
+                marg, z = row_marginals(W, with_total=True)
+                ok = z > 0
+                target = idx[rows][ok]
+                out[target, :m] = 0.0
+                out[target, m:] = np.clip(marg[ok] / z[ok, None], 0.0, 1.0)
+            start = stop
         return out
 
     def prior(self, evidence: Evidence) -> dict[str, float]:
@@ -453,8 +911,8 @@ class Engine:
         w, z = self._joint(ctx)
         if not z > 0:
             raise self._conflict_error(ctx)
-        marg = marginals(w) / z
-        return {h: float(np.clip(marg[i], 0.0, 1.0)) for i, h in enumerate(self.hidden)}
+        marg = np.clip(marginals(w) / z, 0.0, 1.0)
+        return dict(zip(self.hidden, marg.tolist()))
 
     def predictive(self, evidence: Evidence, variable: str) -> dict[str, float]:
         """P(variable = state | evidence) for an unobserved context or finding variable."""
@@ -518,6 +976,61 @@ class Engine:
             + " cannot hold together; check these findings", names)
 
 
+_THREADPOOLS: ThreadpoolController | None = None
+
+
+def one_blas_thread():
+    """Context manager: BLAS runs on one thread inside it.
+
+    The engine's matrix products are narrow (a few columns) and memory-bound; on a
+    small machine whose other core is busy, a second BLAS thread waiting for it turns
+    a 60 µs dot product into milliseconds. Heavy entry points (ranking, plans,
+    batches) run inside this.
+    """
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS.limit(limits=1, user_api="blas")
+
+
+def enumeration_order(pset: PriorSet, cpts: Mapping[str, np.ndarray]) -> list[str]:
+    """The engine's order of the hidden variables (the first varies slowest).
+
+    First come the variables that the context can rule out (a zero probability of
+    being present for some parent configuration: no pregnancy in a man), those in
+    more tables first: when a batch of cases rules them out, the rest of the cause
+    space is a prefix and is all that is computed (:meth:`Engine._dead_prefix`).
+    The joint is grown from the last variable to the first, and a factor is
+    multiplied in once its first variable has joined, at a cost of 2^(k - its
+    position), so then come the variables in the fewest tables: chosen greedily,
+    the next place goes to the variable in the fewest remaining tables, whose tables
+    are then set aside. Ties keep the prior set's order.
+    """
+    hidden = list(pset.hidden)
+    inside = set(hidden)
+    factors = []
+    for name, var in pset.variables.items():
+        scope = {p for p in var.parents if p in inside}
+        if name in inside:
+            scope.add(name)
+        if scope:
+            factors.append(scope)
+
+    def tables_with(h: str) -> int:
+        return sum(1 for f in factors if h in f)
+
+    can_be_ruled_out = [h for h in hidden if np.asarray(cpts[h])[1].min() == 0.0]
+    order = sorted(can_be_ruled_out, key=lambda h: (-tables_with(h), hidden.index(h)))
+    factors = [f - set(order) for f in factors if f - set(order)]  # as when they are ruled out
+    remaining = [h for h in hidden if h not in order]
+    while remaining:
+        first = min(reversed(remaining), key=tables_with)
+        factors = [f for f in factors if first not in f]
+        remaining.remove(first)
+        order.append(first)
+    return order
+
+
 def _state(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -543,19 +1056,53 @@ def marginals(w: np.ndarray) -> np.ndarray:
     """P(hidden variable i present, ...) for every i, from weights over the cause space.
 
     ``w`` has length 2^k with the first hidden variable varying slowest; the result
-    has length k and is unnormalised like ``w``. Folding halves the array k times.
+    has length k and is unnormalised like ``w``.
     """
     return row_marginals(w[None, :])[0]
 
 
-def row_marginals(W: np.ndarray) -> np.ndarray:
-    """:func:`marginals` of every row of ``W``, shape ``(n, 2^k) -> (n, k)``."""
+def row_marginals(W: np.ndarray, *, with_total: bool = False):
+    """:func:`marginals` of every row of ``W``, shape ``(n, 2^k) -> (n, k)``.
+
+    Each row is viewed as a 2^a x 2^b matrix (a = k // 2): its row sums are the
+    weights of the configurations of the first a variables, its column sums those
+    of the last b, and a product with a small 0/1 matrix of each half's bits gives
+    the marginals. Two passes over the data. The short products and the totals are
+    taken row by row, so that a row's result never depends on the other rows of the
+    batch (numpy may order a reduction differently for different batch sizes). With
+    ``with_total``, also each row's total, ``(n,)``.
+    """
     n, size = W.shape
     k = size.bit_length() - 1
+    a = k // 2
+    b = k - a
+    M = W.reshape(n, 2**a, 2**b)
+    first, second = M.sum(axis=2), M.sum(axis=1)
+    bits_a, bits_b = _bit_matrix(a), _bit_matrix(b)
     out = np.empty((n, k))
-    x = W
-    for i in range(k):
-        x = x.reshape(n, 2, -1)
-        out[:, i] = x[:, 1].sum(axis=1)
-        x = x[:, 0] + x[:, 1]
+    total = np.empty(n)
+    for r in range(n):
+        out[r, :a] = first[r] @ bits_a
+        out[r, a:] = second[r] @ bits_b
+        total[r] = first[r].sum()
+    return (out, total) if with_total else out
+
+
+_BIT_MATRICES: dict[int, np.ndarray] = {}
+
+
+def _bit_matrix(m: int) -> np.ndarray:
+    """(2^m, m) 0/1 matrix: row c holds the bits of configuration c, the first bit slowest."""
+    hit = _BIT_MATRICES.get(m)
+    if hit is None:
+        hit = np.indices((2,) * m).reshape(m, -1).T.astype(np.float64) if m else np.zeros((1, 0))
+        _BIT_MATRICES[m] = hit
+    return hit
+
+
+def _weighted_rows(weights: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``weights @ table`` as a fixed sequence of elementwise products (no BLAS blocking)."""
+    out = weights[:, 0:1] * table[0]
+    for s in range(1, table.shape[0]):
+        out += weights[:, s:s + 1] * table[s]
     return out

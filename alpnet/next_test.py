@@ -23,6 +23,7 @@ with the second test chosen for each outcome of the first.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -30,12 +31,58 @@ import numpy as np
 import pandas as pd
 
 from .errors import AlpnetError, CaseError
-from .engine import marginals
+from .engine import marginals, one_blas_thread
 from .priors import is_question, is_test
 
 __all__ = ["TestRanker", "LN2"]
 
 LN2 = float(np.log(2.0))
+
+
+def _live_length(w: np.ndarray) -> int:
+    """The shortest power-of-two prefix of ``w`` outside which every entry is zero.
+
+    When the context rules out the first hidden variables, the weight sits in a prefix
+    of the cause space (see :func:`alpnet.engine.enumeration_order`); products over the
+    cause space need only that prefix.
+    """
+    n = w.shape[-1]
+    while n > 1 and not w[..., n // 2: n].any():
+        n //= 2
+    return n
+
+
+def _one_blas_thread(method):
+    """Run a ranking entry point with BLAS on one thread (see :func:`alpnet.engine.one_blas_thread`)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with one_blas_thread():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+class _Folds:
+    """A matrix over the cause space summed over its first causes, for every needed length.
+
+    ``to(size)`` sums the rows of ``X`` (length L, the first cause slowest) over all but
+    the last log2(size) causes: the halves are added, repeatedly, and each length is kept.
+    """
+
+    def __init__(self, X: np.ndarray):
+        self._by_size = {X.shape[0]: X}
+        self._smallest = X
+
+    def to(self, size: int) -> np.ndarray:
+        hit = self._by_size.get(size)
+        while hit is None:
+            x = self._smallest
+            half = x.shape[0] // 2
+            self._smallest = x[:half] + x[half:]
+            self._by_size[half] = self._smallest
+            hit = self._by_size.get(size)
+        return hit
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -88,6 +135,7 @@ class TestRanker:
             else np.zeros((0, 2**self.engine.k))
         self._slices: dict[str, slice] = {}
         self._fast_row: dict[str, int] = {n: i for i, n in enumerate(fast)}
+        self._level = {n: self.engine._first_live_parent(n, 0) for n in fast}
         start = 0
         for n in fast:
             size = len(variables[n].states)
@@ -127,25 +175,29 @@ class TestRanker:
         ``I(C; T | e) = H(T | e) - sum_c P(c | e) H(T | C = c)``: two matrix products over the
         cause space for every candidate at once, and no logarithm of a 2^k-long array.
         """
-        p = w / z
-        bits = self.engine.bits
-        X = np.empty((len(p), 1 + len(columns)))
+        L = _live_length(w)  # configurations past L have weight zero (ruled out by the context)
+        p = w[:L] / z
+        bits = self.engine.bits[:L]
+        X = np.empty((L, 1 + len(columns)))
         X[:, 0] = p
         if columns:
             np.multiply(p[:, None], bits[:, columns], out=X[:, 1:])
         out: dict[str, _Scored] = {}
-        fast = [n for n in names if n in self._slices]
-        if fast:
-            PX = self._K @ X
-            HC = self._hcol @ p
+        folded = _Folds(X)
         n_hidden = bits.shape[1]
         for n in names:
             if n in self._slices:
+                # a finding whose first cause is hidden[d] depends on hidden[d:] only: its
+                # table needs X summed over the first d causes, 2^(k-d) entries long
                 sl = self._slices[n]
-                px, hc, rows = PX[sl], float(HC[self._fast_row[n]]), self._K[sl]
+                size = min(L, 2 ** (self.engine.k - self._level[n]))
+                Xf = folded.to(size)
+                rows = self._K[sl]
+                px = rows[:, :size] @ Xf
+                hc = float(self._hcol[self._fast_row[n], :size] @ Xf[:, 0])
             else:
                 rows, hcol = self.engine._conditional_table(ev, n)
-                px, hc = rows @ X, float(hcol @ p)
+                px, hc = rows[:, :L] @ X, float(hcol[:L] @ p)
             P = np.clip(px[:, 0], 0.0, None)
             post = np.full((len(P), n_hidden), np.nan)
             ok = P > 0
@@ -166,7 +218,8 @@ class TestRanker:
         bound = marg[cause_idx][None, :] / s.p[ok][:, None]
         need = [cause_idx[j] for j in range(len(cause_idx)) if (~known[:, j] & (bound[:, j] >= kth)).any()]
         if need:
-            extra = s.rows @ (p[:, None] * bits[:, need])
+            L = _live_length(p)
+            extra = s.rows[:, :L] @ (p[:L, None] * bits[:L, need])
             s.post[np.ix_(ok, need)] = extra[ok] / s.p[ok, None]
 
     def _kind(self, name: str) -> str:
@@ -183,6 +236,7 @@ class TestRanker:
         order = sorted(cause_idx, key=lambda i: -marg[i])[: self.TOP_COLUMNS]
         return sorted(set(order) | set(extra))
 
+    @_one_blas_thread
     def rank(self, evidence: Mapping[str, Any], *, target: str | None = None, cost_weight: float = 0.0,
              lookahead: int = 1, drawn: frozenset[str] = frozenset(), top_causes: int = 3) -> pd.DataFrame:
         """Rank every test (and question) not yet observed; see :meth:`alpnet.Model.rank_tests`."""
@@ -261,8 +315,9 @@ class TestRanker:
         products for all pairs. The remaining pairs get their tables from the engine under
         the evidence extended by t1, exactly.
         """
-        p = w / z
-        bits = self.engine.bits
+        L = _live_length(w)  # weight outside the first L configurations is zero
+        p = w[:L] / z
+        bits = self.engine.bits[:L]
         hidden = self.engine.hidden
         tests = list(self.candidates(ev)[0])
         fast = [t for t in tests if t in self._slices]
@@ -274,14 +329,14 @@ class TestRanker:
             for i in range(rows.shape[0]):
                 first_owner.append(t)
                 first_state.append(i)
-            U_rows.append(rows * p[None, :])
+            U_rows.append(rows[:, :L] * p[None, :])
         U = np.vstack(U_rows) if U_rows else np.zeros((0, len(p)))
         m1 = U.sum(axis=1)
         # second tests whose table does not change with the first outcome
         second: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for t in tests:
             rows, hcol = self._table(ev, t)
-            second[t] = (rows, hcol)
+            second[t] = (rows[:, :L], hcol[:L])
         K_all = np.vstack([second[t][0] for t in tests]) if tests else np.zeros((0, len(p)))
         H_all = np.vstack([second[t][1] for t in tests]) if tests else np.zeros((0, len(p)))
         owner2 = [t for t in tests for _ in range(second[t][0].shape[0])]
@@ -316,6 +371,7 @@ class TestRanker:
                     if ev1 is None:
                         ev1 = {**ev, first: first_state[j]}
                     rows, hcol = self.engine._conditional_table(ev1, t)
+                    rows, hcol = rows[:, :L], hcol[:L]
                     u = U[j]
                     m = rows @ u
                     hc = float(hcol @ u)
@@ -363,6 +419,7 @@ class TestRanker:
         entry = (self.pset.costs or {}).get("tests", {}).get(test)
         return frozenset([entry["draw"]]) if entry and entry["draw"] else frozenset()
 
+    @_one_blas_thread
     def rank_normalised(self, ev, names, target, cost_weight, drawn) -> tuple[str, float, float] | None:
         """Best (name, gain, score) among ``names`` for normalised evidence; None if impossible."""
         w, z = self.engine._joint(ev)
@@ -387,6 +444,7 @@ class TestRanker:
         return best
 
     # ----------------------------------------------------------------- plans
+    @_one_blas_thread
     def plan(self, evidence: Mapping[str, Any], *, max_depth: int = 3, stop_probability: float = 0.9,
              min_gain: float = 0.05, budget: float | None = None, cost_weight: float = 0.0,
              max_questions: int = 2, min_branch_probability: float = 1e-3) -> dict[str, Any]:

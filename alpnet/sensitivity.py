@@ -94,6 +94,7 @@ def sensitivity_function(model: Any, evidence: Mapping[str, Any], parameter: str
     Returns
     -------
     ndarray, shape (len(xs), n_hidden)
+        Columns in the prior set's order of hidden variables (``model.priors.hidden``).
     """
     pset = model.priors
     owners = parameter_owners(pset).get(parameter, [])
@@ -104,7 +105,8 @@ def sensitivity_function(model: Any, evidence: Mapping[str, Any], parameter: str
             tables = tables_for(pset, owners)
         w = model.engine._joint_with_tables(ev, tables)
         out.append(marginals(w) / w.sum())
-    return np.array(out)
+    columns = [model.engine.hidx[h] for h in pset.hidden]
+    return np.array(out)[:, columns]
 
 
 def sensitivity(model: Any, evidence: Mapping[str, Any], *, cause: str | None = None,
