@@ -168,7 +168,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                 rec["uncertainty"] = uncertain[id(case)].to_dict()
             print(json.dumps(rec), file=out)
     else:
-        from .cli_analysis import print_uncertainty
+        from .cli_analysts import print_uncertainty
 
         for case, table, mappings in prepared:
             _print_table(model, case, table, mappings, args.show_states, out)
@@ -712,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=["table", "json"], default="table")
     c.set_defaults(func=cmd_cases)
 
-    from .cli_analysis import register as register_analysis
+    from .cli_analysts import register_sensitivity as register_analysis
 
     register_analysis(sub, common, one_case)
     sv = sub.add_parser("serve", help="the classroom explorer: a local web page and its HTTP API (needs alpnet[serve])")
