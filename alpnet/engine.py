@@ -135,8 +135,6 @@ class Engine:
         self._context_parents = {f: [p for p in self.variables[f].parents if p in self._context_set]
                                  for f in self.with_context}
         self._ctx_lik: dict[str, np.ndarray] = {}
-        # the variables whose kind of evidence (none, one state, weights) sets a batch's path
-        self._path_variables = self.context + self.hidden + self.with_context
 
     # ------------------------------------------------------------------ tables
     def likelihood_table(self, finding: str) -> np.ndarray:
@@ -364,7 +362,7 @@ class Engine:
 
         for v in self.context:
             add([v] + list(self.variables[v].parents), cpts[v], False)
-            if v not in sliced_set and any(v in ev for ev in evs):
+            if v not in sliced_set:  # weights (ones where not known), so every row takes one path
                 add([v], self._weights(evs, v), True)
         for h in self.hidden:
             add([h] + list(self.variables[h].parents), cpts[h], False)
@@ -881,11 +879,15 @@ class Engine:
         # rows computed together must take the same path (the same variables observed,
         # hard or soft), so that a row's numbers never depend on its neighbours
         def path(ev: Mapping[str, np.ndarray | int]) -> tuple:
-            kinds = {v: kind(ev.get(v)) for v in self._path_variables}
+            # a context variable is sliced (one state) or weighted (weights or not known);
+            # evidence on a hidden variable multiplies by exactly 1 where it is absent
+            hard = tuple(kind(ev.get(v)) == 1 for v in self.context)
+            findings = []
             for f in self.with_context:  # observed or not, a movable finding takes one path
-                if kinds[f] != 2 and all(kinds[p] == 1 for p in self._context_parents[f]):
-                    kinds[f] = 0
-            return tuple(kinds.values())
+                k = kind(ev.get(f))
+                movable = k != 2 and all(kind(ev.get(p)) == 1 for p in self._context_parents[f])
+                findings.append(0 if movable else k)
+            return hard + tuple(findings)
 
         signature = [path(ev) for ev in evs]
         order = sorted(range(len(evs)), key=lambda i: signature[i])

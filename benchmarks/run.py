@@ -34,7 +34,12 @@ def median_time(fn, repeat: int) -> float:
 
 
 def sample_cases(model, n: int, rng: np.random.Generator) -> list[dict]:
-    """Ancestral samples of the whole network, then about half of the observables hidden."""
+    """Ancestral samples of the whole network, then about half of the observables hidden.
+
+    Age, sex and ALP are always kept, as in a laboratory extract; every other context
+    item and finding is hidden with probability 1/2, so nearly every case has its own
+    pattern of what is known.
+    """
     pset = model.priors
     names = list(pset.variables)
     values: dict[str, np.ndarray] = {}
@@ -51,7 +56,7 @@ def sample_cases(model, n: int, rng: np.random.Generator) -> list[dict]:
     for i in range(n):
         ev = {}
         for name in observables:
-            if name == "alp" or rng.random() < 0.5:
+            if name in ("alp", "age", "sex") or rng.random() < 0.5:
                 ev[name] = pset.variables[name].states[values[name][i]]
         cases.append(ev)
     return cases
