@@ -3,7 +3,7 @@
 Run: ``python benchmarks/score.py [--sizes 10000,100000,1000000] [--baseline-rows 1000]
 [--next-test-rows 20] [--workdir DIR]``. Prints one Markdown table.
 
-* Input files are made by ``alpnet simulate -n N --seed 1 --missing 0.3`` (kept in
+* Input files are made by ``alpnet simulate -n N --seed 1 --missing M`` (``--missing``, default 0.3; kept in
   ``--workdir`` and reused).
 * Every ``alpnet score`` runs as its own process, so its peak memory is that process's
   peak resident set size (``os.wait4`` rusage ``ru_maxrss``), whole command included
@@ -56,10 +56,13 @@ def run(cmd: list[str]) -> tuple[float, int]:
     return wall, int(usage.ru_maxrss) * scale
 
 
+MISSING = 0.3  # set from --missing in main()
+
+
 def simulated(workdir: Path, n: int) -> Path:
-    path = workdir / f"cohort-{n}.csv"
+    path = workdir / f"cohort-{n}-missing{MISSING:g}.csv"
     if not path.exists():
-        run(ALPNET + ["simulate", "-n", str(n), "--seed", "1", "--missing", "0.3", "-o", str(path)])
+        run(ALPNET + ["simulate", "-n", str(n), "--seed", "1", "--missing", f"{MISSING:g}", "-o", str(path)])
     return path
 
 
@@ -113,8 +116,12 @@ def main() -> None:
     ap.add_argument("--baseline-rows", type=int, default=1000, help="rows the pgmpy loop is timed on")
     ap.add_argument("--next-test-rows", type=int, default=20, help="rows --next-test is timed on")
     ap.add_argument("--chunk-size", type=int, default=2000)
+    ap.add_argument("--missing", type=float, default=0.3,
+                    help="alpnet simulate --missing: the chance that each finding or history cell is empty")
     ap.add_argument("--workdir", default=None, help="where simulated files are kept (default: a temp folder)")
     args = ap.parse_args()
+    global MISSING
+    MISSING = args.missing
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="alpnet-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +153,7 @@ def main() -> None:
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}, pgmpy {__import__('pgmpy').__version__}, alpnet {alpnet.__version__}; "
-          f"files: alpnet simulate --seed 1 --missing 0.3; chunk size {args.chunk_size}")
+          f"files: alpnet simulate --seed 1 --missing {MISSING:g}; chunk size {args.chunk_size}")
     print("\n| rows | what | wall time | rows/s | peak memory (RSS) |")
     print("|---|---|---|---|---|")
     for r in rows_out:
