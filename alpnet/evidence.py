@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -252,7 +253,8 @@ class _UnitTable(NamedTuple):
     units: dict[str, Any]  # unit -> its factor entry; None for a unit that needs the lab's own limit
     accepted: str
     norm: dict[str, str]  # normalised spelling -> unit
-    own: set[str]  # normalised units whose limits differ between labs
+    factors: dict[str, float]  # unit -> factor to the canonical unit (NaN: needs the lab's own limit)
+    own: set[str]  # units whose limits differ between labs (those of own_limit_units, in any spelling)
 
 
 def _state_value(states: list[str]) -> str | list[str]:
@@ -365,8 +367,11 @@ def _unit_table(spec: Mapping[str, Any]) -> _UnitTable:
     units = dict(spec["units"])
     for own in spec.get("own_limit_units") or []:
         units.setdefault(own, None)  # needs the lab's own limit; no factor
+    own_norm = {normalise_unit(u) for u in spec.get("own_limit_units") or []}
     return _UnitTable(units=units, accepted=", ".join(units), norm={normalise_unit(u): u for u in units},
-                      own={normalise_unit(u) for u in spec.get("own_limit_units") or []})
+                      factors={u: float("nan") if f is None else float(f["factor"] if isinstance(f, Mapping) else f)
+                               for u, f in units.items()},
+                      own={u for u in units if normalise_unit(u) in own_norm})
 
 
 def _parse(key: str, text: str, spec: Mapping[str, Any], table: _UnitTable | None = None
@@ -375,43 +380,69 @@ def _parse(key: str, text: str, spec: Mapping[str, Any], table: _UnitTable | Non
 
     ``table`` is ``_unit_table(spec)``, given by a caller that reads many values of one lab.
     """
+    t = _unit_table(spec) if table is None else table
+    value, written, qualifier = _split(key, text, t)
+    unit = _accepted_unit(key, text, written, t)
+    if _negative(value):
+        raise CaseError(f"{key}: {text!r} is negative; a concentration or activity cannot be below 0")
+    return value, qualifier, unit, t.factors[unit]
+
+
+def _split(key: str, text: str, t: _UnitTable) -> tuple[float, str, str | None]:
+    """``(value, unit as written, qualifier)`` of a lab text: the first step of :func:`_parse`."""
     if "," in text:
         raise CaseError(f"{key}: {text!r}: write the number without a comma "
                         "(a comma could be a thousands separator or a decimal point)")
     q = split_quantity(text)
-    t = _unit_table(spec) if table is None else table
     if q is None:
         raise CaseError(f"{key}: {text!r} is not a value with a unit; accepted: \"<number> <unit>\" "
                         f"with a unit among {t.accepted}, or low | normal | high")
-    value, written, qualifier = q
-    if written == "":
+    if q[1] == "":
         raise CaseError(f"{key}: {text!r} has no unit; accepted units: {t.accepted}")
+    return q
+
+
+def _accepted_unit(key: str, text: str, written: str, t: _UnitTable) -> str:
+    """The accepted unit a written unit names (the second step of :func:`_parse`)."""
     unit = t.norm.get(normalise_unit(written))
     if unit is None:
         raise CaseError(f"{key}: unknown unit {written!r} in {text!r}; accepted: {t.accepted}")
-    if value < 0:
-        raise CaseError(f"{key}: {text!r} is negative; a concentration or activity cannot be below 0")
-    f = t.units[unit]
-    factor = float("nan") if f is None else float(f["factor"] if isinstance(f, Mapping) else f)
-    return value, qualifier, unit, factor
+    return unit
+
+
+def _negative(value: Any) -> Any:
+    """A value below 0 (floats or numpy arrays alike)."""
+    return value < 0
+
+
+def _implausible(value: Any, spec: Mapping[str, Any]) -> Any:
+    """A value (canonical unit) outside the lab's plausible limits (floats or numpy arrays alike)."""
+    pl = spec.get("plausible") or {}
+    lo, hi = pl.get("min"), pl.get("max")
+    out = False
+    if lo is not None:
+        out = out | (value < lo)
+    if hi is not None:
+        out = out | (value > hi)
+    return out
 
 
 def _check_plausible(key: str, text: str, value: float, spec: Mapping[str, Any]) -> None:
-    pl = spec.get("plausible") or {}
-    lo, hi = pl.get("min"), pl.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise CaseError(f"{key}: {text!r} is physiologically impossible; accepted: {lo} to {hi} "
+    if _implausible(value, spec):
+        pl = spec.get("plausible") or {}
+        raise CaseError(f"{key}: {text!r} is physiologically impossible; accepted: {pl.get('min')} to {pl.get('max')} "
                         f"{spec['unit']} (or the equivalent in another unit)")
 
 
-def _quantity(pset: PriorSet, name: str, raw: Any, allow_verdict: bool = False) -> float | None:
+def _quantity(pset: PriorSet, name: str, raw: Any, allow_verdict: bool = False,
+              table: _UnitTable | None = None) -> float | None:
     """A lab value in its canonical unit (None for a verdict word when ``allow_verdict``)."""
     key = f"labs.{name}"
     spec = pset.reference["labs"][name]
     text = str(raw).strip()
     if allow_verdict and text.lower() in VERDICTS:
         return None
-    value, _, _, factor = _parse(key, text, spec)
+    value, _, _, factor = _parse(key, text, spec, table)
     value = value * factor
     _check_plausible(key, text, value, spec)
     return value
@@ -453,7 +484,7 @@ def _lab_reading(name: str, text: str, spec: Mapping[str, Any], labs: Mapping[st
     value, qualifier, unit, factor = _parse(key, text, spec, t)
     uln_key = spec.get("uln_key")
     lab_uln = None
-    if normalise_unit(unit) in t.own:
+    if unit in t.own:
         if not uln_key or uln_key not in labs:
             raise CaseError(f"{key}: {text!r} is in {unit}, whose limits differ between labs; "
                             f"give the lab's own limit as labs.{uln_key} in {unit}")
