@@ -368,11 +368,13 @@ class _ColumnMapper:
         row_kind = kind[codes]
         out = verdicts[codes]  # None where not a verdict
         x = canonical[codes]
-        lab_uln = np.full(self.n, np.nan)
+        lab_uln = np.full(self.n, np.nan)  # the lab's own limit where a row gives one (it may itself be NaN)
+        has_uln = np.zeros(self.n, dtype=bool)
         qualifier = _object_table(qualifiers[:-1])[codes]
         uln_key = spec.get("uln_key")
         if uln_key and f"labs.{uln_key}" in self.columns:
-            self._with_own_limit(name, spec, table, codes, texts, uln_key, row_kind, out, x, lab_uln, qualifier)
+            self._with_own_limit(name, spec, table, codes, texts, uln_key, row_kind, out, x, lab_uln, has_uln,
+                                 qualifier)
         self.refer |= row_kind < 0
         rows = np.flatnonzero((row_kind >= 2) & ~self.refer)
         if not len(rows):
@@ -382,11 +384,12 @@ class _ColumnMapper:
             adjust = ~np.isnan(albumin[rows])
             x[adjust] = _albumin_adjusted(self.pset, x[adjust], albumin[rows][adjust])
         plain = row_kind[rows] == 2
-        out[rows[plain]] = self._bands(name, spec, x[plain], lab_uln[rows[plain]], ctx[rows[plain]], patients)
+        out[rows[plain]] = self._bands(name, spec, x[plain], lab_uln[rows[plain]], has_uln[rows[plain]],
+                                       ctx[rows[plain]], patients)
         # "<5 ng/mL" and the like: a range of bands, read one by one
         for j in np.flatnonzero(~plain).tolist():
             i = rows[j]
-            u = None if np.isnan(lab_uln[i]) else float(lab_uln[i])
+            u = float(lab_uln[i]) if has_uln[i] else None
             try:
                 states, _ = _states_for(key, texts[codes[i]], float(x[j]), qualifier[i], spec, u, patients[ctx[i]])
             except Exception:
@@ -397,7 +400,7 @@ class _ColumnMapper:
 
     def _with_own_limit(self, name: str, spec: Mapping[str, Any], table: Any, codes: np.ndarray, texts: list[str],
                         uln_key: str, row_kind: np.ndarray, out: np.ndarray, x: np.ndarray, lab_uln: np.ndarray,
-                        qualifier: np.ndarray) -> None:
+                        has_uln: np.ndarray, qualifier: np.ndarray) -> None:
         """Rows that give the lab's own limit (``alp_uln``): each distinct (text, limit) read by :func:`_lab_reading`."""
         ucodes, uvalues = self.columns[f"labs.{uln_key}"]
         rows = np.flatnonzero((codes >= 0) & (ucodes >= 0))
@@ -418,7 +421,9 @@ class _ColumnMapper:
             else:
                 row_kind[members] = 2 if r.qualifier is None else 3
                 x[members] = r.value
-                lab_uln[members] = np.nan if r.lab_uln is None else r.lab_uln
+                if r.lab_uln is not None:
+                    lab_uln[members] = r.lab_uln
+                    has_uln[members] = True
                 qualifier[members] = r.qualifier
 
     def _limits_classes(self, name: str, spec: Mapping[str, Any]) -> tuple[list[tuple], np.ndarray]:
@@ -441,8 +446,8 @@ class _ColumnMapper:
                 self.patient_keys[c][1:] for c in first.tolist()]
         return keys, limits_class
 
-    def _bands(self, name: str, spec: Mapping[str, Any], x: np.ndarray, lab_uln: np.ndarray, ctx: np.ndarray,
-               patients: list[_Patient]) -> np.ndarray:
+    def _bands(self, name: str, spec: Mapping[str, Any], x: np.ndarray, lab_uln: np.ndarray, has_uln: np.ndarray,
+               ctx: np.ndarray, patients: list[_Patient]) -> np.ndarray:
         """The state of each value; None where it depends on what the case does not give.
 
         Rows with the same patient and lab limit share their reference limits: every distinct
@@ -452,12 +457,13 @@ class _ColumnMapper:
         """
         bands = spec["bands"]
         state_names = _object_table([b["state"] for b in bands])[:-1]
-        _, uln_group = np.unique(lab_uln, return_inverse=True)  # NaN (no own limit) is one group
+        _, uln_group = np.unique(lab_uln, return_inverse=True)
+        uln_group = np.where(has_uln, uln_group.reshape(-1), -1)  # -1: no own limit
         keys, limits_class = self._limits_classes(name, spec)
-        first, group = _distinct_rows(np.stack([limits_class[ctx], uln_group.reshape(-1)]))
+        first, group = _distinct_rows(np.stack([limits_class[ctx], uln_group]))
         candidates = []
         for i in first.tolist():
-            u = None if np.isnan(lab_uln[i]) else float(lab_uln[i])
+            u = float(lab_uln[i]) if has_uln[i] else None
             p = patients[ctx[i]]
             candidates.append(_remembered(self.memory, ("bounds", name, keys[limits_class[ctx[i]]], u),
                                           lambda p=p, u=u: _bound_sets(spec, p, u)))
