@@ -129,6 +129,17 @@ def _patient_key(p: _Patient) -> tuple:
     return tuple((type(v), v) for v in p)
 
 
+def _finite_age(age: Any) -> float:
+    """A known age (an int or float, finite) as a float; NaN for any other."""
+    if type(age) not in (int, float):
+        return np.nan
+    try:
+        a = float(age)
+    except OverflowError:
+        return np.nan
+    return a if np.isfinite(a) else np.nan
+
+
 def _age_cuts(spec: Mapping[str, Any]) -> np.ndarray | None:
     """The ages where a lab's reference rows change, if its limits depend on age only through them.
 
@@ -250,7 +261,7 @@ class _ColumnMapper:
             patients.append(p)
             key = _patient_key(p)
             self.patient_keys.append(key)
-            ages.append(float(p.age) if type(p.age) in (int, float) and np.isfinite(p.age) else np.nan)
+            ages.append(_finite_age(p.age))
             rest_ids.append(rest.setdefault(key[1:], len(rest)))
             entries = _remembered(self.memory, ("patient", key),
                                   lambda p=p: {var: _state_value(states)
@@ -407,8 +418,9 @@ class _ColumnMapper:
         if not len(rows):
             return
         first, group = _distinct_rows(np.stack([codes[rows], ucodes[rows]]))
-        for g, i in enumerate(rows[first].tolist()):
-            members = rows[group == g]
+        order = np.argsort(group, kind="stable")
+        by_group = np.split(rows[order], np.cumsum(np.bincount(group, minlength=len(first)))[:-1])
+        for i, members in zip(rows[first].tolist(), by_group):
             try:
                 r = _lab_reading(name, texts[codes[i]], spec, {uln_key: uvalues[ucodes[i]]}, table)
             except Exception:
@@ -457,6 +469,8 @@ class _ColumnMapper:
         """
         bands = spec["bands"]
         state_names = _object_table([b["state"] for b in bands])[:-1]
+        if not len(x):
+            return state_names[:0]
         _, uln_group = np.unique(lab_uln, return_inverse=True)
         uln_group = np.where(has_uln, uln_group.reshape(-1), -1)  # -1: no own limit
         keys, limits_class = self._limits_classes(name, spec)

@@ -214,6 +214,16 @@ def test_unit_columns_give_the_reference_evidence(model):
     assert {e["case_id"] for e in errors} == {"u3", "u5", "u6", "u7"}
 
 
+def test_own_limit_on_every_row_and_only_qualified_values(model, cohort):
+    df = cohort.iloc[:150].copy()
+    df["labs.alp_uln"] = [f"{100 + (i % 40)} U/L" for i in range(len(df))]  # a limit on every row
+    df.loc[df.index[::9], "labs.alp_uln"] = "0 U/L"
+    df["labs.psa"] = ["<4 ng/mL", ">10 ng/mL", "<=0.5 ug/L"] * (len(df) // 3)  # no plain value in the column
+    df.loc[df.index[:5], "patient.age"] = np.nan
+    errors = assert_same_as_reference(model, df)
+    assert any("alp_uln" in e["reason"] for e in errors)
+
+
 def test_score_frame_unchanged_in_output_and_errors(model, cohort):
     """score_frame over the fast path equals posteriors from the reference's evidence."""
     df = pd.concat([cohort.iloc[:60], _variants(cohort)], ignore_index=True)
