@@ -11,8 +11,11 @@ other column passes through to the output untouched, and ``id`` names the row's
 Each row becomes a case through the same validation as a case file
 (:func:`alpnet.evidence.case_to_evidence`), so the same errors apply; a row that
 fails is reported with its row number, column, value and reason and never stops
-the batch. Posteriors for a chunk of rows come from one call of
-``model.engine.posterior_many``.
+the batch. The reference for one row is :func:`row_evidence`; a chunk is read
+column by column (:func:`chunk_evidence`, with the same helpers, once per distinct
+value), which gives the same evidence and sends every row it cannot map, each
+failing row among them, through :func:`row_evidence`. Posteriors for a chunk of
+rows come from one call of ``model.engine.posterior_many``.
 
 Output columns: the pass-through columns (in input order), then
 ``posterior.<cause>`` for every cause, ``leading_cause``, and with ``next_test``
