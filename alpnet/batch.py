@@ -393,7 +393,7 @@ def _best_test(model: "Model", evidence: dict[str, Any]) -> tuple[str | None, fl
     return str(best[0]), float(best[1])
 
 
-def _distinct_cells(series: pd.Series, values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+def _distinct_cells(dtype: Any, values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
     """``(codes, cells)``: row ``i`` holds ``cells[codes[i]]``; -1 for an empty cell (None, NaN, NA).
 
     Cells are merged only where equal cells read alike: texts, booleans, or numbers of one
@@ -402,7 +402,7 @@ def _distinct_cells(series: pd.Series, values: np.ndarray) -> tuple[np.ndarray, 
     """
     inferred = pd.api.types.infer_dtype(values, skipna=True)
     if inferred in ("string", "empty", "boolean") or (
-            inferred in ("floating", "integer", "mixed-integer-float") and series.dtype != object):
+            inferred in ("floating", "integer", "mixed-integer-float") and dtype != object):
         codes, distinct = pd.factorize(values)
         na = values[codes < 0]
         if not len(na) or set(map(type, na)) <= _EMPTY_TYPES or all(_missing(v) for v in na):
@@ -456,28 +456,31 @@ def chunk_evidence(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, fir
     if arrays is None:
         arrays = {c: chunk[c].to_numpy(dtype=object) for c in columns}
     refer = np.zeros(n, dtype=bool)
+    dtypes = dict(zip(chunk.columns, chunk.dtypes))
+    empty = np.full(n, None, dtype=object)  # a plan column the chunk does not have: empty, as cells.get reads it
     case_columns: dict[str, tuple[np.ndarray, list[Any]]] = {}
     for column, key in plan.key_of.items():
-        codes, cells = _distinct_cells(chunk[column], arrays[column])
+        codes, cells = _distinct_cells(dtypes.get(column, object), arrays.get(column, empty))
         unit_col = plan.unit_of.get(key)
         if unit_col is None:
             units: list[Any] = [None] * len(cells)
         else:  # one reading per distinct (value, unit)
-            ucodes, ucells = _distinct_cells(chunk[unit_col], arrays[unit_col])
+            ucodes, ucells = _distinct_cells(dtypes.get(unit_col, object), arrays.get(unit_col, empty))
             both = np.stack([codes, np.where(codes >= 0, ucodes, -1)])
             first, codes = _distinct_rows(both)
             cells = [cells[c] if c >= 0 else None for c in both[0, first].tolist()]
             units = [ucells[u] if u >= 0 else None for u in both[1, first].tolist()]
         values, failed = _read_cells(_cell_reader(key, column, plan, unit_col is not None), cells, units)
         refer |= failed[codes]
-        empty = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-        case_columns[key] = (np.where(np.append(empty, True)[codes], -1, codes), values)
+        blank = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        case_columns[key] = (np.where(np.append(blank, True)[codes], -1, codes), values)
     evidences, left = columns_to_evidence(model.priors, case_columns, n)
     refer |= left
     if plan.id_column is None:
         ids = [f"row{first_row + i}" for i in range(n)]
     else:
-        ids = [f"row{first_row + i}" if _missing(v) else _text(v) for i, v in enumerate(arrays[plan.id_column])]
+        ids = [f"row{first_row + i}" if _missing(v) else _text(v)
+               for i, v in enumerate(arrays.get(plan.id_column, empty))]
     errors: list[dict[str, Any]] = []
     for i in np.flatnonzero(refer).tolist():
         cid, ev, error = row_evidence(model, {c: arrays[c][i] for c in columns}, plan, first_row + i)

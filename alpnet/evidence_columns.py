@@ -26,6 +26,7 @@ import weakref
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from .evidence import (
     _accepted_unit,
@@ -157,23 +158,46 @@ def _age_cuts(spec: Mapping[str, Any]) -> np.ndarray | None:
 # ------------------------------------------------------------------ helpers
 
 
-def _valid_values(sub: Mapping[str, Any], values: list[Any]) -> np.ndarray:
-    """Which values the sub-schema of one key accepts (what jsonschema says, value by value)."""
+def _valid_values(sub: Mapping[str, Any], values: list[Any], known: dict[Any, Any]) -> np.ndarray:
+    """Which values the sub-schema of one key accepts (what jsonschema says, value by value).
+
+    ``known`` keeps the validator and its answers for this key across calls.
+    """
     rules = {k: v for k, v in sub.items() if k not in _ANNOTATIONS}
     if rules == {"type": "string"}:  # every lab value: jsonschema's string type is isinstance(value, str)
+        if pd.api.types.infer_dtype(values, skipna=False) == "string":
+            return np.ones(len(values), dtype=bool)
         return np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
-    from jsonschema import Draft202012Validator
+    validator = known.get("validator")
+    if validator is None:
+        from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator(sub)
-    return np.fromiter((validator.is_valid(v) for v in values), dtype=bool, count=len(values))
+        validator = known["validator"] = Draft202012Validator(sub)
+
+    def valid(v: Any) -> bool:
+        try:
+            key = (type(v), v)  # True and 1 apart
+            return known[key]
+        except KeyError:
+            answer = known[key] = validator.is_valid(v)
+            return answer
+        except TypeError:  # unhashable
+            return validator.is_valid(v)
+
+    return np.fromiter((valid(v) for v in values), dtype=bool, count=len(values))
 
 
 def _object_table(values: list[Any]) -> np.ndarray:
-    """The values and a trailing None (code -1), as an object array (filled one by one: a value may be a list)."""
-    table = np.empty(len(values) + 1, dtype=object)
-    for j, v in enumerate(values):
-        table[j] = v
-    return table
+    """The values and a trailing None (code -1), as an object array (each value one element, lists too)."""
+    return np.fromiter(iter([*values, None]), dtype=object, count=len(values) + 1)
+
+
+def _first_of_each(codes: np.ndarray, k: int) -> list[int]:
+    """For codes 0..k-1 (and -1, ignored), each present: the first position of each."""
+    present = np.flatnonzero(codes >= 0)
+    _, first = np.unique(codes[present], return_index=True)
+    assert len(first) == k
+    return present[first].tolist()
 
 
 def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +261,10 @@ class _ColumnMapper:
             if sub is None:
                 self.refer |= codes >= 0
                 continue
-            self._refer_where(codes, np.append(~_valid_values(sub, values), False))
+            known = self.memory.setdefault(("schema", key), {})
+            if len(known) > _TEXTS_MAX:
+                known.clear()
+            self._refer_where(codes, np.append(~_valid_values(sub, values, known), False))
         alp = self.columns.get("labs.alp")
         if alp is None:
             self.refer[:] = True
@@ -342,37 +369,33 @@ class _ColumnMapper:
         distinct (text, limit) is read by :func:`_lab_reading` itself.
         """
         key = f"labs.{name}"
-        table = _unit_table(spec)
+        table = _remembered(self.memory, ("unit table", name), lambda: _unit_table(spec))
+        if table is _FAILED:  # pragma: no cover - a lab without units: the reference fails on it
+            self.refer |= codes >= 0
+            return [None] * self.n
         m = len(values)
-        kind = np.zeros(m + 1, dtype=np.int8)  # 0 nothing, 1 verdict, 2 value, 3 value with < or >, -1 failed
-        verdicts = np.empty(m + 1, dtype=object)
-        number = np.full(m + 1, np.nan)
-        factor = np.full(m + 1, np.nan)
-        qualifiers: list[str | None] = [None] * (m + 1)
         texts = [str(v).strip() for v in values]
-        written_by: dict[str, list[int]] = {}
-        for j, text in enumerate(texts):
+        known = self.memory.setdefault(("texts", name), {})  # text -> _read_text(...), across calls
+        readings = [known.get(text) or _read_text(name, key, text, spec, table) for text in texts]
+        if len(known) < _TEXTS_MAX:
+            known.update(zip(texts, readings))
+        kinds, verdict_list, numbers, written_list, qualifier_list = zip(*readings) if readings else ((),) * 5
+        kind = np.array(kinds + (0,), dtype=np.int8)  # 0 nothing, 1 verdict, 2 value, 3 value with < or >, -1 failed
+        verdicts = _object_table(list(verdict_list))
+        number = np.array(numbers + (np.nan,), dtype=float)
+        qualifiers = list(qualifier_list) + [None]
+        # each unit as written, resolved once
+        spelled, spellings = pd.factorize(np.fromiter(iter(written_list), dtype=object, count=m))
+        unit_factor = np.full(len(spellings) + 1, np.nan)
+        for u, (written, first) in enumerate(zip(spellings, _first_of_each(spelled, len(spellings)))):
             try:
-                if text.lower() in VERDICTS:
-                    verdicts[j] = _state_value(_lab_reading(name, text, spec, {}, table))
-                    kind[j] = 1
-                    continue
-                number[j], written, qualifiers[j] = _split(key, text, table)
+                unit = _accepted_unit(key, texts[first], written, table)
             except Exception:
-                kind[j] = -1
-                continue
-            kind[j] = 2 if qualifiers[j] is None else 3
-            written_by.setdefault(written, []).append(j)
-        for written, js in written_by.items():
-            try:
-                unit = _accepted_unit(key, texts[js[0]], written, table)
-            except Exception:
-                kind[js] = -1
-                continue
-            if unit in table.own:  # needs the lab's own limit, which these rows do not give
-                kind[js] = -1
-            else:
-                factor[js] = table.factors[unit]
+                continue  # NaN: failed below
+            if unit not in table.own:  # (a unit that needs the lab's own limit: these texts do not give it)
+                unit_factor[u] = table.factors[unit]
+        factor = np.append(unit_factor[spelled], np.nan)
+        kind[(kind >= 2) & np.isnan(factor)] = -1
         canonical = number * factor
         kind[(kind >= 2) & (_negative(number) | _implausible(canonical, spec))] = -1
 
@@ -471,8 +494,9 @@ class _ColumnMapper:
         state_names = _object_table([b["state"] for b in bands])[:-1]
         if not len(x):
             return state_names[:0]
-        _, uln_group = np.unique(lab_uln, return_inverse=True)
-        uln_group = np.where(has_uln, uln_group.reshape(-1), -1)  # -1: no own limit
+        uln_group = np.full(len(x), -1)  # -1: no own limit
+        if has_uln.any():
+            uln_group[has_uln] = np.unique(lab_uln[has_uln], return_inverse=True)[1].reshape(-1)
         keys, limits_class = self._limits_classes(name, spec)
         first, group = _distinct_rows(np.stack([limits_class[ctx], uln_group]))
         candidates = []
@@ -508,6 +532,26 @@ class _ColumnMapper:
         for refer, row in zip(self.refer.tolist(), zip(*cols) if cols else [()] * self.n):
             out.append(None if refer else {var: v for var, v in zip(variables, row) if v is not None})
         return out
+
+
+#: Lab texts remembered per lab across calls (then read afresh): enough for the distinct values of a large file.
+_TEXTS_MAX = 10_000
+
+
+def _read_text(name: str, key: str, text: str, spec: Mapping[str, Any], table: Any
+               ) -> tuple[int, Any, float, str | None, str | None]:
+    """What a lab text says before its unit is resolved: ``(kind, verdict states, number, unit as written, qualifier)``.
+
+    ``kind`` is 1 for a verdict word, 2 for a value, 3 for a value with ``<`` or ``>``, -1 when
+    :func:`_lab_reading` (its verdict step) or :func:`_split` rejects the text.
+    """
+    try:
+        if text.lower() in VERDICTS:
+            return 1, _state_value(_lab_reading(name, text, spec, {}, table)), np.nan, None, None
+        number, written, qualifier = _split(key, text, table)
+    except Exception:
+        return -1, None, np.nan, None, None
+    return (2 if qualifier is None else 3), None, number, written, qualifier
 
 
 def _merged_order(orders: list[list[str]]) -> list[str] | None:
