@@ -289,7 +289,20 @@ def _cell_reader(key: str, column: str, plan: ColumnPlan, with_unit: bool) -> Ca
         return lambda value, unit: _number(value)
     if with_unit and key.partition(".")[0] == "labs":
         return _text_with_unit
-    return lambda value, unit: _text(value)
+    return _plain_text
+
+
+def _plain_text(value: Any, unit: Any = None) -> str:
+    """A text cell as the case holds it (:func:`_cell`'s reader for texts without a unit column)."""
+    return _text(value)
+
+
+def _text_or_none(value: Any) -> str | None:
+    """``_text`` of a cell, None for an empty one: ``_missing`` and ``_text`` in one step for text cells."""
+    if type(value) is str:
+        text = value.strip()  # _missing: text == "", _text: text
+        return text or None
+    return None if _missing(value) else _text(value)
 
 
 def _text_with_unit(value: Any, unit: Any) -> str:
@@ -417,6 +430,8 @@ _EMPTY_TYPES = {float, np.float64, type(None), type(pd.NA), type(pd.NaT)}
 def _read_cells(read: Callable[[Any, Any], Any], cells: list[Any], units: list[Any]) -> tuple[list[Any], np.ndarray]:
     """Each cell read (None for an empty one), and which raised a RowError (with a last entry for code -1)."""
     failed = np.zeros(len(cells) + 1, dtype=bool)
+    if read is _plain_text:
+        return [_text_or_none(c) for c in cells], failed
     try:  # a reader never gives None, so None marks an empty cell
         return [None if _missing(c) else read(c, u) for c, u in zip(cells, units)], failed
     except RowError:

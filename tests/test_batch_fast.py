@@ -266,6 +266,15 @@ def test_split_quantity_shortcut_reads_as_the_regex():
         assert split_quantity(text) == _regex_only(text), repr(text)
 
 
+def test_text_or_none_is_missing_then_text():
+    from alpnet.batch import _missing, _text, _text_or_none
+
+    cells = ["", " ", "\t", "\u00a0", " x ", "108 U/L", "high ", "nan", None, float("nan"), pd.NA, pd.NaT, 3.0, 2.5,
+             np.int64(4), np.float32(1.5), np.float32("nan"), True, np.bool_(False), "\u2028", "0"]
+    for c in cells:
+        assert _text_or_none(c) == (None if _missing(c) else _text(c)), repr(c)
+
+
 def test_band_index_many_equals_band_index(model):
     rng = np.random.default_rng(5)
     for name, spec in model.priors.reference["labs"].items():
