@@ -11,8 +11,11 @@ other column passes through to the output untouched, and ``id`` names the row's
 Each row becomes a case through the same validation as a case file
 (:func:`alpnet.evidence.case_to_evidence`), so the same errors apply; a row that
 fails is reported with its row number, column, value and reason and never stops
-the batch. Posteriors for a chunk of rows come from one call of
-``model.engine.posterior_many``.
+the batch. The reference for one row is :func:`row_evidence`; a chunk is read
+column by column (:func:`chunk_evidence`, with the same helpers, once per distinct
+value), which gives the same evidence and sends every row it cannot map, each
+failing row among them, through :func:`row_evidence`. Posteriors for a chunk of
+rows come from one call of ``model.engine.posterior_many``.
 
 Output columns: the pass-through columns (in input order), then
 ``posterior.<cause>`` for every cause, ``leading_cause``, and with ``next_test``
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +40,8 @@ from .schema import SECTIONS, case_schema
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["ColumnPlan", "plan_columns", "row_to_case", "score_frame", "score_chunk", "output_columns",
+__all__ = ["ColumnPlan", "plan_columns", "row_to_case", "row_evidence", "chunk_evidence", "score_frame",
+           "score_chunk", "output_columns",
            "ERROR_COLUMNS", "BOOLEAN_WORDS"]
 
 #: Columns of the errors file.
@@ -189,6 +193,8 @@ class RowError(CaseError):
 
 
 def _missing(value: Any) -> bool:
+    if type(value) is str:  # the common case first
+        return value.strip() == ""
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -198,6 +204,8 @@ def _missing(value: Any) -> bool:
 
 def _text(value: Any) -> str:
     """A cell as the user wrote it (numbers from typed files without a trailing .0)."""
+    if type(value) is str:  # the common case first
+        return value.strip()
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -250,22 +258,89 @@ def row_to_case(cells: dict[str, Any], plan: ColumnPlan, *, default_id: str):
         value = cells.get(column)
         if _missing(value):
             continue
+        unit_col = plan.unit_of.get(key)
         section, _, name = key.partition(".")
-        if key in plan.booleans:
-            v: Any = _boolean(key, column, value)
-        elif key in plan.numbers or key in plan.integers:
-            v = _number(value)
-        elif section == "labs":
-            v = _text(value)
-            unit_col = plan.unit_of.get(key)
-            if unit_col is not None and not _missing(cells.get(unit_col)) and v.lower() not in ("low", "normal", "high"):
-                v = f"{v} {_text(cells[unit_col])}"
-        else:
-            v = _text(value)
-        data.setdefault(section, {})[name] = v
+        data.setdefault(section, {})[name] = _cell(key, column, value, plan,
+                                                   None if unit_col is None else cells.get(unit_col))
     if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
         data["id"] = _text(cells[plan.id_column])
     return case_from_mapping(data, default_id=default_id)
+
+
+def _cell(key: str, column: str, value: Any, plan: ColumnPlan, unit: Any = None) -> Any:
+    """A non-empty cell as the case holds it: a boolean, a number or a text.
+
+    ``unit`` is the cell of the lab's ``<key>_unit`` column (None without one); it is
+    appended to the value unless empty or the value is a verdict word.
+
+    Raises
+    ------
+    RowError
+        A boolean cell that is not one of the accepted words.
+    """
+    return _cell_reader(key, column, plan, unit is not None)(value, unit)
+
+
+def _cell_reader(key: str, column: str, plan: ColumnPlan, with_unit: bool) -> Callable[[Any, Any], Any]:
+    """How :func:`_cell` reads the cells of one column: ``read(value, unit)``, chosen once per column."""
+    if key in plan.booleans:
+        return lambda value, unit: _boolean(key, column, value)
+    if key in plan.numbers or key in plan.integers:
+        return lambda value, unit: _number(value)
+    if with_unit and key.partition(".")[0] == "labs":
+        return _text_with_unit
+    return _plain_text
+
+
+def _plain_text(value: Any, unit: Any = None) -> str:
+    """A text cell as the case holds it (:func:`_cell`'s reader for texts without a unit column)."""
+    return _text(value)
+
+
+def _text_or_none(value: Any) -> str | None:
+    """``_text`` of a cell, None for an empty one: ``_missing`` and ``_text`` in one step for text cells."""
+    if type(value) is str:
+        text = value.strip()  # _missing: text == "", _text: text
+        return text or None
+    return None if _missing(value) else _text(value)
+
+
+def _text_with_unit(value: Any, unit: Any) -> str:
+    """A lab cell and its ``<key>_unit`` cell as one text, unless the unit is empty or the value a verdict."""
+    v = _text(value)
+    if not _missing(unit) and v.lower() not in ("low", "normal", "high"):
+        v = f"{v} {_text(unit)}"
+    return v
+
+
+def row_evidence(model: "Model", cells: dict[str, Any], plan: ColumnPlan, row: int
+                 ) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+    """One row the reference way: :func:`row_to_case`, then ``model.evidence_of``.
+
+    Returns
+    -------
+    case_id : str
+    evidence : dict or None
+        None when the row fails.
+    error : dict or None
+        ``row, case_id, column, value, reason`` of a failed row (the errors file's record).
+    """
+    cid = f"row{row}"
+    if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
+        cid = _text(cells[plan.id_column])
+    try:
+        case = row_to_case(cells, plan, default_id=cid)
+        cid = case.id
+        ev, _ = model.evidence_of(case)
+    except RowError as exc:
+        return cid, None, {"row": row, "case_id": cid, "column": exc.column,
+                           "value": "" if _missing(exc.value) else _text(exc.value), "reason": str(exc)}
+    except AlpnetError as exc:
+        col, value = _blame(str(exc), plan, cells)
+        if not col and plan.id_column and str(exc).startswith("id:"):
+            col, value = plan.id_column, _text(cells.get(plan.id_column))
+        return cid, None, {"row": row, "case_id": cid, "column": col, "value": value, "reason": str(exc)}
+    return cid, ev, None
 
 
 _KEY_AT_START = re.compile(r"^([a-z_]+(?:\.[a-z0-9_]+)?):")
@@ -331,6 +406,105 @@ def _best_test(model: "Model", evidence: dict[str, Any]) -> tuple[str | None, fl
     return str(best[0]), float(best[1])
 
 
+def _distinct_cells(dtype: Any, values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """``(codes, cells)``: row ``i`` holds ``cells[codes[i]]``; -1 for an empty cell (None, NaN, NA).
+
+    Cells are merged only where equal cells read alike: texts, booleans, or numbers of one
+    column type (``True`` and ``1``, or ``1`` and ``"1"``, are never merged). Otherwise every
+    row keeps its own cell.
+    """
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if inferred in ("string", "empty", "boolean") or (
+            inferred in ("floating", "integer", "mixed-integer-float") and dtype != object):
+        codes, distinct = pd.factorize(values)
+        na = values[codes < 0]
+        if not len(na) or set(map(type, na)) <= _EMPTY_TYPES or all(_missing(v) for v in na):
+            return codes, list(distinct)
+    return np.arange(len(values)), list(values)
+
+
+#: Types of cells that pandas and :func:`_missing` both read as empty (NaN, None, NA, NaT).
+_EMPTY_TYPES = {float, np.float64, type(None), type(pd.NA), type(pd.NaT)}
+
+
+def _read_cells(read: Callable[[Any, Any], Any], cells: list[Any], units: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """Each cell read (None for an empty one), and which raised a RowError (with a last entry for code -1)."""
+    failed = np.zeros(len(cells) + 1, dtype=bool)
+    if read is _plain_text:
+        return [_text_or_none(c) for c in cells], failed
+    try:  # a reader never gives None, so None marks an empty cell
+        return [None if _missing(c) else read(c, u) for c, u in zip(cells, units)], failed
+    except RowError:
+        pass
+    values: list[Any] = []
+    for j, (cell, unit) in enumerate(zip(cells, units)):
+        try:
+            values.append(None if _missing(cell) else read(cell, unit))
+        except RowError:
+            failed[j] = True
+            values.append(None)
+    return values, failed
+
+
+def chunk_evidence(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, first_row: int = 1,
+                   arrays: dict[str, np.ndarray] | None = None
+                   ) -> tuple[list[dict[str, Any] | None], list[str], list[dict[str, Any]]]:
+    """The evidence of every row of a chunk, as :func:`row_evidence` gives it row by row.
+
+    Each column's distinct cells are read once (:func:`_cell`, the reading ``row_to_case``
+    uses), then :func:`alpnet.evidence_columns.columns_to_evidence` maps the cases column by
+    column. The rows it leaves to the reference (every row that fails among them) go through
+    :func:`row_evidence`, so evidence, case ids and error records are the reference's.
+
+    Returns
+    -------
+    evidences : list of dict or None
+        Per row; None for a failed row.
+    case_ids : list of str
+    errors : list of dict
+        ``row, case_id, column, value, reason`` of every failed row, in row order.
+    """
+    from .evidence_columns import _distinct_rows, columns_to_evidence
+
+    n = len(chunk)
+    columns = list(chunk.columns)
+    if arrays is None:
+        arrays = {c: chunk[c].to_numpy(dtype=object) for c in columns}
+    refer = np.zeros(n, dtype=bool)
+    dtypes = dict(zip(chunk.columns, chunk.dtypes))
+    empty = np.full(n, None, dtype=object)  # a plan column the chunk does not have: empty, as cells.get reads it
+    case_columns: dict[str, tuple[np.ndarray, list[Any]]] = {}
+    for column, key in plan.key_of.items():
+        codes, cells = _distinct_cells(dtypes.get(column, object), arrays.get(column, empty))
+        unit_col = plan.unit_of.get(key)
+        if unit_col is None:
+            units: list[Any] = [None] * len(cells)
+        else:  # one reading per distinct (value, unit)
+            ucodes, ucells = _distinct_cells(dtypes.get(unit_col, object), arrays.get(unit_col, empty))
+            both = np.stack([codes, np.where(codes >= 0, ucodes, -1)])
+            first, codes = _distinct_rows(both)
+            cells = [cells[c] if c >= 0 else None for c in both[0, first].tolist()]
+            units = [ucells[u] if u >= 0 else None for u in both[1, first].tolist()]
+        values, failed = _read_cells(_cell_reader(key, column, plan, unit_col is not None), cells, units)
+        refer |= failed[codes]
+        blank = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        case_columns[key] = (np.where(np.append(blank, True)[codes], -1, codes), values)
+    evidences, left = columns_to_evidence(model.priors, case_columns, n)
+    refer |= left
+    if plan.id_column is None:
+        ids = [f"row{first_row + i}" for i in range(n)]
+    else:
+        ids = [f"row{first_row + i}" if _missing(v) else _text(v)
+               for i, v in enumerate(arrays.get(plan.id_column, empty))]
+    errors: list[dict[str, Any]] = []
+    for i in np.flatnonzero(refer).tolist():
+        cid, ev, error = row_evidence(model, {c: arrays[c][i] for c in columns}, plan, first_row + i)
+        evidences[i], ids[i] = ev, cid
+        if error is not None:
+            errors.append(error)
+    return evidences, ids, errors
+
+
 def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_test: bool = False,
                 first_row: int = 1) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Score the rows of one chunk.
@@ -356,33 +530,10 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
     n = len(chunk)
     columns = list(chunk.columns)
     arrays = {c: chunk[c].to_numpy(dtype=object) for c in columns}
-    evidences: list[dict[str, Any]] = []
-    good: list[int] = []
-    ids: list[str] = []
-    errors: list[dict[str, Any]] = []
-    for i in range(n):
-        cells = {c: arrays[c][i] for c in columns}
-        row = first_row + i
-        cid = f"row{row}"
-        if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
-            cid = _text(cells[plan.id_column])
-        try:
-            case = row_to_case(cells, plan, default_id=cid)
-            cid = case.id
-            ev, _ = model.evidence_of(case)
-        except RowError as exc:
-            errors.append({"row": row, "case_id": cid, "column": exc.column,
-                           "value": "" if _missing(exc.value) else _text(exc.value), "reason": str(exc)})
-            continue
-        except AlpnetError as exc:
-            col, value = _blame(str(exc), plan, cells)
-            if not col and plan.id_column and str(exc).startswith("id:"):
-                col, value = plan.id_column, _text(cells.get(plan.id_column))
-            errors.append({"row": row, "case_id": cid, "column": col, "value": value, "reason": str(exc)})
-            continue
-        evidences.append(ev)
-        good.append(i)
-        ids.append(cid)
+    all_evidence, all_ids, errors = chunk_evidence(model, chunk, plan, first_row=first_row, arrays=arrays)
+    good = [i for i, ev in enumerate(all_evidence) if ev is not None]
+    evidences: list[dict[str, Any]] = [all_evidence[i] for i in good]  # type: ignore[misc]
+    ids = [all_ids[i] for i in good]
     post = _posteriors(model, evidences)
     causes = model.causes
     full = np.full((n, len(causes)), np.nan)

@@ -275,33 +275,15 @@ def labelled_evidence(model: "Model", frame: pd.DataFrame) -> tuple[list[dict[st
     LabelError
         Listing every bad row (a case value, a label) with row, column, value and reason.
     """
-    from .batch import ERROR_COLUMNS, RowError, _blame, _missing, _text, plan_columns, row_to_case
+    from .batch import ERROR_COLUMNS, chunk_evidence, plan_columns
 
     causes = model.causes
     y, errors = _labels(frame, causes)
     data = frame.drop(columns=[f"{LABEL_PREFIX}{c}" for c in causes]).reset_index(drop=True)
     plan = plan_columns(data.columns, model.priors)
-    columns = list(data.columns)
-    arrays = {c: data[c].to_numpy(dtype=object) for c in columns}
-    evidences: list[dict[str, Any]] = []
-    ids: list[str] = []
-    for i in range(len(data)):
-        cells = {c: arrays[c][i] for c in columns}
-        cid = f"row{i + 1}"
-        if plan.id_column is not None and not _missing(cells.get(plan.id_column)):
-            cid = _text(cells[plan.id_column])
-        ids.append(cid)
-        try:
-            case = row_to_case(cells, plan, default_id=cid)
-            evidences.append(model.evidence_of(case)[0])
-        except RowError as exc:
-            errors.append({"row": i + 1, "case_id": cid, "column": exc.column,
-                           "value": "" if _missing(exc.value) else _text(exc.value), "reason": str(exc)})
-            evidences.append({})
-        except AlpnetError as exc:
-            col, value = _blame(str(exc), plan, cells)
-            errors.append({"row": i + 1, "case_id": cid, "column": col, "value": value, "reason": str(exc)})
-            evidences.append({})
+    found, ids, case_errors = chunk_evidence(model, data, plan)  # row by row, as score reads them
+    evidences: list[dict[str, Any]] = [{} if ev is None else ev for ev in found]
+    errors.extend(case_errors)
     for e in errors:
         e["case_id"] = ids[e["row"] - 1] if e["row"] - 1 < len(ids) else e["case_id"]
     if errors:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -21,7 +22,7 @@ import yaml
 from .errors import CaseError
 from .priors import PriorSet
 from .schema import EXTRA_LAB_KEYS, SECTIONS, VERDICTS, case_schema
-from .units import normalise_unit, parse_quantity
+from .units import normalise_unit, split_quantity
 
 __all__ = ["Case", "read_case", "case_from_mapping", "case_to_evidence", "StateMapping"]
 
@@ -223,6 +224,49 @@ def case_to_evidence(case: Case | Mapping[str, Any], pset: PriorSet) -> tuple[di
     return mapper.run()
 
 
+class _Patient(NamedTuple):
+    """The patient fields a case's mapping reads (None where the case does not give one)."""
+
+    age: Any = None
+    sex: Any = None
+    pregnant: Any = None
+    trimester: Any = None
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> "_Patient":
+        patient = data.get("patient") or {}
+        return cls(patient.get("age"), patient.get("sex"), patient.get("pregnant"), patient.get("trimester"))
+
+
+class _Reading(NamedTuple):
+    """A lab value read from its text, before the reference interval: see :func:`_lab_reading`."""
+
+    value: float
+    qualifier: str | None
+    lab_uln: float | None
+    unit: str  # the unit the value is shown in
+
+
+class _UnitTable(NamedTuple):
+    """A lab's accepted units (see :func:`_unit_table`)."""
+
+    units: dict[str, Any]  # unit -> its factor entry; None for a unit that needs the lab's own limit
+    accepted: str
+    norm: dict[str, str]  # normalised spelling -> unit
+    factors: dict[str, float]  # unit -> factor to the canonical unit (NaN: needs the lab's own limit)
+    own: set[str]  # units whose limits differ between labs (those of own_limit_units, in any spelling)
+
+
+def _state_value(states: list[str]) -> str | list[str]:
+    """Evidence for one variable: its state, or the list of states it may be in."""
+    return states[0] if len(states) == 1 else list(states)
+
+
+def _plain_state(value: Any) -> str:
+    """The state a history, symptom or test value names (a boolean as ``true``/``false``)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 class _Mapper:
     def __init__(self, case: Case, pset: PriorSet):
         self.case = case
@@ -231,60 +275,30 @@ class _Mapper:
         self.by_key = {str(v.case_key): v for v in pset.variables.values() if v.case_key}
         self.evidence: dict[str, Any] = {}
         self.records: list[StateMapping] = []
-        patient = self.data.get("patient") or {}
-        self.age = patient.get("age")
-        self.sex = patient.get("sex")
-        self.pregnant = patient.get("pregnant")
-        self.trimester = patient.get("trimester")
+        self.patient = _Patient.of(self.data)
 
     def put(self, key: str, var: str, states: list[str], **extra: Any) -> None:
-        self.evidence[var] = states[0] if len(states) == 1 else list(states)
+        self.evidence[var] = _state_value(states)
         shown = extra.pop("input", None)
         self.records.append(StateMapping(key=key, input=str(shown), variable=var, states=list(states), **extra))
 
     def run(self) -> tuple[dict[str, Any], list[StateMapping]]:
-        self._patient()
+        for key, var, states, extra in _patient_entries(self.pset, self.patient):
+            self.put(key, var, states, **extra)
         for section in ("history", "symptoms", "tests"):
             for name, value in (self.data.get(section) or {}).items():
                 key = f"{section}.{name}"
                 var = self.by_key[key]
-                state = ("true" if value else "false") if isinstance(value, bool) else str(value)
-                self.put(key, var.name, [state], input=value)
+                self.put(key, var.name, [_plain_state(value)], input=value)
         self._labs()
         return self.evidence, self.records
 
-    # -------------------------------------------------------------- patient
-    def _patient(self) -> None:
-        if self.age is not None:
-            if not math.isfinite(float(self.age)):
-                raise CaseError(f"patient.age: {self.age!r} is not a number; accepted: 0 to 125 years")
-            var = self.pset.variables["age"]
-            bands = var.spec["bands"]
-            idx = int(np.searchsorted(bands, float(self.age), side="right"))
-            self.put("patient.age", "age", [var.states[idx]], input=self.age, value=float(self.age), unit="years")
-        if self.sex is not None:
-            self.put("patient.sex", "sex", [self.sex], input=self.sex)
-        if self.trimester is not None and self.pregnant is not True:
-            raise CaseError(f"patient.trimester: {self.trimester!r} is given without patient.pregnant: true")
-        if self.pregnant is not None:
-            if self.pregnant and self.sex == "male":
-                raise CaseError("patient.pregnant: true conflicts with patient.sex: male")
-            if not self.pregnant:
-                states = ["not_pregnant"]
-            elif self.trimester is not None:
-                states = [f"trimester_{int(self.trimester)}"]
-            else:
-                states = ["trimester_1", "trimester_2", "trimester_3"]
-            self.put("patient.pregnant", "pregnant", states, input=self.pregnant,
-                     note=None if len(states) == 1 else "trimester not given: any of the three")
-
-    # ----------------------------------------------------------------- labs
     def _labs(self) -> None:
         labs = self.data.get("labs") or {}
         ref = self.pset.reference
         albumin_gl = None
         if "albumin" in labs:
-            albumin_gl = self._quantity("albumin", labs["albumin"], allow_verdict=True)
+            albumin_gl = _quantity(self.pset, "albumin", labs["albumin"], allow_verdict=True)
         for name, raw in labs.items():
             if name in EXTRA_LAB_KEYS or name == "albumin":
                 continue
@@ -293,228 +307,377 @@ class _Mapper:
                 raise CaseError(f"{key}: unknown lab")
             spec = ref["labs"][name]
             text = str(raw).strip()
-            verdicts = spec.get("verdicts") or {}
-            if text.lower() in VERDICTS:
-                word = text.lower()
-                states = list(verdicts.get(word) or [])
-                if not states:
-                    raise CaseError(f"{key}: the verdict {word!r} has no meaning for this lab; "
-                                    f"accepted: {', '.join(verdicts) or 'a value with its unit'}")
-                self.put(key, name, states, input=raw, note="the reporting lab's own verdict")
+            reading = _lab_reading(name, text, spec, labs)
+            if isinstance(reading, list):
+                self.put(key, name, reading, input=raw, note="the reporting lab's own verdict")
                 continue
-            self._lab_value(name, key, text, spec, albumin_gl)
+            value, note = reading.value, None
+            if name == "calcium" and albumin_gl is not None:
+                note = f"albumin-adjusted from {value:.4g} with albumin {albumin_gl:.3g} g/L"
+                value = _albumin_adjusted(self.pset, value, albumin_gl)
+            states, ref_text = _states_for(key, text, value, reading.qualifier, spec, reading.lab_uln, self.patient)
+            if reading.lab_uln is not None:
+                ref_text = f"the lab's own limit {reading.lab_uln:.4g} {reading.unit}"
+            self.put(key, name, states, input=text, value=round(value, 6), unit=reading.unit, reference=ref_text,
+                     note=note)
 
-    def _parse(self, key: str, text: str, spec: Mapping[str, Any], accept: list[str] | None = None):
-        if "," in text:
-            raise CaseError(f"{key}: {text!r}: write the number without a comma "
-                            "(a comma could be a thousands separator or a decimal point)")
-        q = parse_quantity(text)
-        units = dict(spec["units"])
-        for own in spec.get("own_limit_units") or []:
-            units.setdefault(own, None)  # needs the lab's own limit; no factor
-        accepted = ", ".join(units)
-        if q is None:
-            raise CaseError(f"{key}: {text!r} is not a value with a unit; accepted: \"<number> <unit>\" "
-                            f"with a unit among {accepted}, or low | normal | high")
-        if q.unit == "":
-            raise CaseError(f"{key}: {text!r} has no unit; accepted units: {accepted}")
-        norm = {normalise_unit(u): u for u in units}
-        unit = norm.get(normalise_unit(q.unit))
-        if unit is None:
-            raise CaseError(f"{key}: unknown unit {q.unit!r} in {text!r}; accepted: {accepted}")
-        if q.value < 0:
-            raise CaseError(f"{key}: {text!r} is negative; a concentration or activity cannot be below 0")
-        f = units[unit]
-        factor = float("nan") if f is None else float(f["factor"] if isinstance(f, Mapping) else f)
-        return q, unit, factor
 
-    def _check_plausible(self, key: str, text: str, value: float, spec: Mapping[str, Any]) -> None:
+# ------------------------------------------------------------------ patient
+
+
+def _patient_entries(pset: PriorSet, p: _Patient) -> list[tuple[str, str, list[str], dict[str, Any]]]:
+    """``(key, variable, states, record fields)`` for age, sex and pregnancy.
+
+    Raises
+    ------
+    CaseError
+        A trimester without pregnancy, or a pregnant man.
+    """
+    out: list[tuple[str, str, list[str], dict[str, Any]]] = []
+    if p.age is not None:
+        if not math.isfinite(float(p.age)):
+            raise CaseError(f"patient.age: {p.age!r} is not a number; accepted: 0 to 125 years")
+        var = pset.variables["age"]
+        bands = var.spec["bands"]
+        idx = int(np.searchsorted(bands, float(p.age), side="right"))
+        out.append(("patient.age", "age", [var.states[idx]], {"input": p.age, "value": float(p.age), "unit": "years"}))
+    if p.sex is not None:
+        out.append(("patient.sex", "sex", [p.sex], {"input": p.sex}))
+    if p.trimester is not None and p.pregnant is not True:
+        raise CaseError(f"patient.trimester: {p.trimester!r} is given without patient.pregnant: true")
+    if p.pregnant is not None:
+        if p.pregnant and p.sex == "male":
+            raise CaseError("patient.pregnant: true conflicts with patient.sex: male")
+        if not p.pregnant:
+            states = ["not_pregnant"]
+        elif p.trimester is not None:
+            states = [f"trimester_{int(p.trimester)}"]
+        else:
+            states = ["trimester_1", "trimester_2", "trimester_3"]
+        out.append(("patient.pregnant", "pregnant", states,
+                    {"input": p.pregnant, "note": None if len(states) == 1 else "trimester not given: any of the three"}))
+    return out
+
+
+# ------------------------------------------------------------------ lab values
+
+
+def _unit_table(spec: Mapping[str, Any]) -> _UnitTable:
+    """The units a lab accepts, as :func:`_parse` reads them."""
+    units = dict(spec["units"])
+    for own in spec.get("own_limit_units") or []:
+        units.setdefault(own, None)  # needs the lab's own limit; no factor
+    own_norm = {normalise_unit(u) for u in spec.get("own_limit_units") or []}
+    return _UnitTable(units=units, accepted=", ".join(units), norm={normalise_unit(u): u for u in units},
+                      factors={u: float("nan") if f is None else float(f["factor"] if isinstance(f, Mapping) else f)
+                               for u, f in units.items()},
+                      own={u for u in units if normalise_unit(u) in own_norm})
+
+
+def _parse(key: str, text: str, spec: Mapping[str, Any], table: _UnitTable | None = None
+           ) -> tuple[float, str | None, str, float]:
+    """``(value as written, qualifier, accepted unit, factor to the canonical unit)`` of a lab text.
+
+    ``table`` is ``_unit_table(spec)``, given by a caller that reads many values of one lab.
+    """
+    t = _unit_table(spec) if table is None else table
+    value, written, qualifier = _split(key, text, t)
+    unit = _accepted_unit(key, text, written, t)
+    if _negative(value):
+        raise CaseError(f"{key}: {text!r} is negative; a concentration or activity cannot be below 0")
+    return value, qualifier, unit, t.factors[unit]
+
+
+def _split(key: str, text: str, t: _UnitTable) -> tuple[float, str, str | None]:
+    """``(value, unit as written, qualifier)`` of a lab text: the first step of :func:`_parse`."""
+    if "," in text:
+        raise CaseError(f"{key}: {text!r}: write the number without a comma "
+                        "(a comma could be a thousands separator or a decimal point)")
+    q = split_quantity(text)
+    if q is None:
+        raise CaseError(f"{key}: {text!r} is not a value with a unit; accepted: \"<number> <unit>\" "
+                        f"with a unit among {t.accepted}, or low | normal | high")
+    if q[1] == "":
+        raise CaseError(f"{key}: {text!r} has no unit; accepted units: {t.accepted}")
+    return q
+
+
+def _accepted_unit(key: str, text: str, written: str, t: _UnitTable) -> str:
+    """The accepted unit a written unit names (the second step of :func:`_parse`)."""
+    unit = t.norm.get(normalise_unit(written))
+    if unit is None:
+        raise CaseError(f"{key}: unknown unit {written!r} in {text!r}; accepted: {t.accepted}")
+    return unit
+
+
+def _negative(value: Any) -> Any:
+    """A value below 0 (floats or numpy arrays alike)."""
+    return value < 0
+
+
+def _implausible(value: Any, spec: Mapping[str, Any]) -> Any:
+    """A value (canonical unit) outside the lab's plausible limits (floats or numpy arrays alike)."""
+    pl = spec.get("plausible") or {}
+    lo, hi = pl.get("min"), pl.get("max")
+    out = False
+    if lo is not None:
+        out = out | (value < lo)
+    if hi is not None:
+        out = out | (value > hi)
+    return out
+
+
+def _check_plausible(key: str, text: str, value: float, spec: Mapping[str, Any]) -> None:
+    if _implausible(value, spec):
         pl = spec.get("plausible") or {}
-        lo, hi = pl.get("min"), pl.get("max")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise CaseError(f"{key}: {text!r} is physiologically impossible; accepted: {lo} to {hi} "
-                            f"{spec['unit']} (or the equivalent in another unit)")
+        raise CaseError(f"{key}: {text!r} is physiologically impossible; accepted: {pl.get('min')} to {pl.get('max')} "
+                        f"{spec['unit']} (or the equivalent in another unit)")
 
-    def _quantity(self, name: str, raw: Any, allow_verdict: bool = False) -> float | None:
-        key = f"labs.{name}"
-        spec = self.pset.reference["labs"][name]
-        text = str(raw).strip()
-        if allow_verdict and text.lower() in VERDICTS:
-            return None
-        q, unit, factor = self._parse(key, text, spec)
-        value = q.value * factor
-        self._check_plausible(key, text, value, spec)
-        return value
 
-    def _lab_value(self, name: str, key: str, text: str, spec: Mapping[str, Any], albumin_gl: float | None) -> None:
-        q, unit, factor = self._parse(key, text, spec)
-        labs = self.data.get("labs") or {}
-        own_units = {normalise_unit(u) for u in spec.get("own_limit_units") or []}
-        uln_key = spec.get("uln_key")
-        lab_uln = None
-        note = None
-        if normalise_unit(unit) in own_units:
-            if not uln_key or uln_key not in labs:
-                raise CaseError(f"{key}: {text!r} is in {unit}, whose limits differ between labs; "
-                                f"give the lab's own limit as labs.{uln_key} in {unit}")
-            uq, uunit, _ = self._parse(f"labs.{uln_key}", str(labs[uln_key]).strip(), spec)
-            if normalise_unit(uunit) != normalise_unit(unit):
-                raise CaseError(f"labs.{uln_key}: {labs[uln_key]!r} must be in the same unit as {key} ({unit})")
-            value = q.value
-            lab_uln = uq.value
-            shown_unit = unit
+def _quantity(pset: PriorSet, name: str, raw: Any, allow_verdict: bool = False,
+              table: _UnitTable | None = None) -> float | None:
+    """A lab value in its canonical unit (None for a verdict word when ``allow_verdict``)."""
+    key = f"labs.{name}"
+    spec = pset.reference["labs"][name]
+    text = str(raw).strip()
+    if allow_verdict and text.lower() in VERDICTS:
+        return None
+    value, _, _, factor = _parse(key, text, spec, table)
+    value = value * factor
+    _check_plausible(key, text, value, spec)
+    return value
+
+
+def _quantity_uln(uln_key: str, raw: Any, spec: Mapping[str, Any], table: _UnitTable | None = None) -> float:
+    key = f"labs.{uln_key}"
+    text = str(raw).strip()
+    value, _, _, factor = _parse(key, text, spec, table)
+    value = value * factor
+    if value <= 0:
+        raise CaseError(f"{key}: {text!r} must be above 0")
+    _check_plausible(key, text, value, spec)
+    return value
+
+
+def _lab_reading(name: str, text: str, spec: Mapping[str, Any], labs: Mapping[str, Any],
+                 table: _UnitTable | None = None) -> list[str] | _Reading:
+    """One lab cell read: the states its verdict word allows, or its value (see :class:`_Reading`).
+
+    Depends only on the text, the lab and, for a lab with its own limit (``uln_key``), that
+    limit's entry in ``labs``; not on the patient. The reference interval comes after
+    (:func:`_states_for`), and for calcium the albumin adjustment before it.
+
+    Raises
+    ------
+    CaseError
+    """
+    key = f"labs.{name}"
+    if text.lower() in VERDICTS:
+        verdicts = spec.get("verdicts") or {}
+        word = text.lower()
+        states = list(verdicts.get(word) or [])
+        if not states:
+            raise CaseError(f"{key}: the verdict {word!r} has no meaning for this lab; "
+                            f"accepted: {', '.join(verdicts) or 'a value with its unit'}")
+        return states
+    t = _unit_table(spec) if table is None else table
+    value, qualifier, unit, factor = _parse(key, text, spec, t)
+    uln_key = spec.get("uln_key")
+    lab_uln = None
+    if unit in t.own:
+        if not uln_key or uln_key not in labs:
+            raise CaseError(f"{key}: {text!r} is in {unit}, whose limits differ between labs; "
+                            f"give the lab's own limit as labs.{uln_key} in {unit}")
+        uvalue, _, uunit, _ = _parse(f"labs.{uln_key}", str(labs[uln_key]).strip(), spec, t)
+        if normalise_unit(uunit) != normalise_unit(unit):
+            raise CaseError(f"labs.{uln_key}: {labs[uln_key]!r} must be in the same unit as {key} ({unit})")
+        lab_uln = uvalue
+        shown_unit = unit
+    else:
+        value = value * factor
+        _check_plausible(key, text, value, spec)
+        shown_unit = spec["unit"]
+        if uln_key and uln_key in labs:
+            lab_uln = _quantity_uln(uln_key, labs[uln_key], spec, t)
+    return _Reading(value, qualifier, lab_uln, shown_unit)
+
+
+def _albumin_adjusted(pset: PriorSet, value: Any, albumin_gl: Any) -> Any:
+    """Calcium adjusted for albumin (g/L); floats or numpy arrays alike."""
+    adj = pset.reference["albumin_adjustment"]
+    coef = float(adj["coefficient"]["value"])
+    ref_alb = float(adj["reference_albumin"]["value"])
+    return value + coef * (ref_alb - albumin_gl)
+
+
+# ------------------------------------------------------------ reference
+
+
+def _candidates(p: _Patient) -> list[tuple[float | None, str | None, str | None]]:
+    """Every (age, sex, pregnancy state) the case allows: several where it does not say."""
+    ages = [float(p.age)] if p.age is not None else [None]
+    sexes = [p.sex] if p.sex is not None else ["female", "male"]
+    out = []
+    for sex in sexes:
+        # pregnancy-specific ranges apply only when the case says the patient is pregnant
+        # (documented in docs/case-format.md), as a laboratory does
+        if p.pregnant is True and sex != "male":
+            pregs = [f"trimester_{int(p.trimester)}"] if p.trimester else ["trimester_1", "trimester_2", "trimester_3"]
         else:
-            value = q.value * factor
-            self._check_plausible(key, text, value, spec)
-            shown_unit = spec["unit"]
-            if uln_key and uln_key in labs:
-                lab_uln = self._quantity_uln(uln_key, labs[uln_key], spec)
-        if name == "calcium" and albumin_gl is not None:
-            adj = self.pset.reference["albumin_adjustment"]
-            coef = float(adj["coefficient"]["value"])
-            ref_alb = float(adj["reference_albumin"]["value"])
-            adjusted = value + coef * (ref_alb - albumin_gl)
-            note = f"albumin-adjusted from {value:.4g} with albumin {albumin_gl:.3g} g/L"
-            value = adjusted
-        states, ref_text = self._states_for(name, key, text, value, q.qualifier, spec, lab_uln)
-        if lab_uln is not None:
-            ref_text = f"the lab's own limit {lab_uln:.4g} {shown_unit}"
-        self.put(key, name, states, input=text, value=round(value, 6), unit=shown_unit, reference=ref_text, note=note)
+            pregs = ["not_pregnant"]
+        for age in ages:
+            for preg in pregs:
+                out.append((age, sex, preg))
+    return out
 
-    def _quantity_uln(self, uln_key: str, raw: Any, spec: Mapping[str, Any]) -> float:
-        key = f"labs.{uln_key}"
-        text = str(raw).strip()
-        q, unit, factor = self._parse(key, text, spec)
-        value = q.value * factor
-        if value <= 0:
-            raise CaseError(f"{key}: {text!r} must be above 0")
-        self._check_plausible(key, text, value, spec)
-        return value
 
-    # ------------------------------------------------------------ reference
-    def _candidates(self) -> list[tuple[float | None, str | None, str | None]]:
-        ages = [float(self.age)] if self.age is not None else [None]
-        sexes = [self.sex] if self.sex is not None else ["female", "male"]
-        out = []
-        for sex in sexes:
-            # pregnancy-specific ranges apply only when the case says the patient is pregnant
-            # (documented in docs/case-format.md), as a laboratory does
-            if self.pregnant is True and sex != "male":
-                pregs = [f"trimester_{int(self.trimester)}"] if self.trimester else ["trimester_1", "trimester_2", "trimester_3"]
-            else:
-                pregs = ["not_pregnant"]
-            for age in ages:
-                for preg in pregs:
-                    out.append((age, sex, preg))
-        return out
-
-    @staticmethod
-    def _row_matches(when: Mapping[str, Any], age: float | None, sex: str | None, preg: str | None) -> bool | None:
-        """True/False, or None when it depends on an unknown age."""
-        if "sex" in when and when["sex"] != sex:
+def _row_matches(when: Mapping[str, Any], age: float | None, sex: str | None, preg: str | None) -> bool | None:
+    """True/False, or None when it depends on an unknown age."""
+    if "sex" in when and when["sex"] != sex:
+        return False
+    if "pregnant" in when:
+        allowed = when["pregnant"] if isinstance(when["pregnant"], list) else [when["pregnant"]]
+        if preg not in allowed:
             return False
-        if "pregnant" in when:
-            allowed = when["pregnant"] if isinstance(when["pregnant"], list) else [when["pregnant"]]
-            if preg not in allowed:
-                return False
-        if "age" in when:
-            lo, hi = when["age"]
-            if age is None:
-                return None
-            if not (lo <= age < hi):
-                return False
-        return True
+    if "age" in when:
+        lo, hi = when["age"]
+        if age is None:
+            return None
+        if not (lo <= age < hi):
+            return False
+    return True
 
-    def _states_for(self, name: str, key: str, text: str, value: float, qualifier: str | None,
-                    spec: Mapping[str, Any], lab_uln: float | None) -> tuple[list[str], str]:
-        rows = spec.get("reference") or []
-        results: dict[tuple[str, ...], str] = {}
-        for age, sex, preg in self._candidates():
-            row = None
-            ages_to_try = [age]
-            age_dependent = any("age" in (r.get("when") or {}) or isinstance(r.get("uln"), Mapping) for r in rows)
-            if age is None and age_dependent and lab_uln is None:
-                ages_to_try = sorted({float(r["when"]["age"][0]) for r in rows if "age" in (r.get("when") or {})}
-                                     | {5.0, 12.0, 16.0, 30.0, 60.0, 85.0})
-            for a in ages_to_try:
-                row = next(r for r in rows if self._row_matches(r.get("when") or {}, a, sex, preg) is not False) \
-                    if rows else {}
-                lln = row.get("lln")
-                uln = row.get("uln")
-                if isinstance(uln, Mapping):
-                    uln = float(uln.get("add", 0)) + float(uln.get("per_year", 0)) * (a if a is not None else 0.0)
-                if lab_uln is not None:
-                    uln, lln = lab_uln, None
-                states = tuple(self._band_states(spec, value, qualifier, lln, uln))
-                ref_text = self._ref_text(spec, lln, uln, row, lab_uln)
-                results.setdefault(states, ref_text)
-        if len(results) > 1:
-            needs = [w for w, known in (("patient.age", self.age is not None), ("patient.sex", self.sex is not None),
-                                        ("patient.trimester", self.trimester is not None or not self.pregnant))
-                     if not known]
-            hint = f" or labs.{spec['uln_key']}" if spec.get("uln_key") else " or the lab's verdict (low | normal | high)"
-            raise CaseError(f"{key}: {text!r} falls in different bands depending on {', '.join(needs) or 'the patient'}, "
-                            f"which the case does not give; add {' and '.join(needs) or 'them'}{hint}")
-        states, ref_text = next(iter(results.items()))
-        return list(states), ref_text
 
-    @staticmethod
-    def _ref_text(spec, lln, uln, row, lab_uln) -> str:
-        parts = []
-        if lln is not None:
-            parts.append(f"lln {lln:.4g}")
-        if uln is not None:
-            parts.append(f"uln {uln:.4g}")
-        src = row.get("source") if lab_uln is None and row else None
-        text = " ".join(parts) + (f" {spec['unit']}" if parts else "")
-        if src:
-            text += f" (alpnet reference: {src})"
-        return text.strip()
+def _reference_limits(spec: Mapping[str, Any], p: _Patient, lab_uln: float | None) -> list[tuple[Any, Any, Any]]:
+    """``(lln, uln, reference row)`` for every patient the case may describe, in order.
 
-    @staticmethod
-    def _band_states(spec: Mapping[str, Any], value: float, qualifier: str | None,
-                     lln: float | None, uln: float | None) -> list[str]:
-        bands = spec["bands"]
-        multiple = spec.get("scale") == "uln_multiple"
+    One entry when the case gives what the lab's reference interval depends on; several
+    (every candidate sex, trimester and, for an unknown age, a set of probe ages) otherwise.
+    With the lab's own limit ``lab_uln`` that limit is the uln and there is no lln.
+    """
+    rows = spec.get("reference") or []
+    out = []
+    for age, sex, preg in _candidates(p):
+        ages_to_try = [age]
+        age_dependent = any("age" in (r.get("when") or {}) or isinstance(r.get("uln"), Mapping) for r in rows)
+        if age is None and age_dependent and lab_uln is None:
+            ages_to_try = sorted({float(r["when"]["age"][0]) for r in rows if "age" in (r.get("when") or {})}
+                                 | {5.0, 12.0, 16.0, 30.0, 60.0, 85.0})
+        for a in ages_to_try:
+            row = next(r for r in rows if _row_matches(r.get("when") or {}, a, sex, preg) is not False) \
+                if rows else {}
+            lln = row.get("lln")
+            uln = row.get("uln")
+            if isinstance(uln, Mapping):
+                uln = float(uln.get("add", 0)) + float(uln.get("per_year", 0)) * (a if a is not None else 0.0)
+            if lab_uln is not None:
+                uln, lln = lab_uln, None
+            out.append((lln, uln, row))
+    return out
 
-        def bound(b: Any) -> float | None:
-            if b == "lln":
-                return lln
-            if b == "uln":
-                return uln
-            if multiple:
-                return None if uln is None else float(b) * uln
-            return float(b)
 
-        def state_of(x: float) -> int:
-            for i, band in enumerate(bands):
-                if "below" in band:
-                    b = bound(band["below"])
-                    if b is not None and x < b:
-                        return i
-                elif "at_most" in band:
-                    b = bound(band["at_most"])
-                    if b is not None and x <= b:
-                        return i
-                else:
-                    return i
-            return len(bands) - 1  # pragma: no cover - the last band has no bound
+def _states_for(key: str, text: str, value: float, qualifier: str | None, spec: Mapping[str, Any],
+                lab_uln: float | None, p: _Patient) -> tuple[list[str], str]:
+    """The states of a lab value and the reference text; CaseError when they depend on what the case does not give."""
+    results: dict[tuple[str, ...], str] = {}
+    for lln, uln, row in _reference_limits(spec, p, lab_uln):
+        states = tuple(_band_states(spec, value, qualifier, lln, uln))
+        results.setdefault(states, _ref_text(spec, lln, uln, row, lab_uln))
+    if len(results) > 1:
+        needs = [w for w, known in (("patient.age", p.age is not None), ("patient.sex", p.sex is not None),
+                                    ("patient.trimester", p.trimester is not None or not p.pregnant))
+                 if not known]
+        hint = f" or labs.{spec['uln_key']}" if spec.get("uln_key") else " or the lab's verdict (low | normal | high)"
+        raise CaseError(f"{key}: {text!r} falls in different bands depending on {', '.join(needs) or 'the patient'}, "
+                        f"which the case does not give; add {' and '.join(needs) or 'them'}{hint}")
+    states, ref_text = next(iter(results.items()))
+    return list(states), ref_text
 
-        if qualifier is None:
-            idx = [state_of(value)]
+
+def _ref_text(spec, lln, uln, row, lab_uln) -> str:
+    parts = []
+    if lln is not None:
+        parts.append(f"lln {lln:.4g}")
+    if uln is not None:
+        parts.append(f"uln {uln:.4g}")
+    src = row.get("source") if lab_uln is None and row else None
+    text = " ".join(parts) + (f" {spec['unit']}" if parts else "")
+    if src:
+        text += f" (alpnet reference: {src})"
+    return text.strip()
+
+
+# ------------------------------------------------------------ bands
+
+
+def _band_rule(band: Mapping[str, Any]) -> tuple[str | None, Any]:
+    """How a value is tested against a band: ``("<", bound)``, ``("<=", bound)``, or ``(None, None)`` (any value)."""
+    if "below" in band:
+        return "<", band["below"]
+    if "at_most" in band:
+        return "<=", band["at_most"]
+    return None, None
+
+
+def _band_bound(b: Any, lln: Any, uln: Any, multiple: bool) -> Any:
+    """A band's bound as a number (None: no bound, the band is skipped)."""
+    if b == "lln":
+        return lln
+    if b == "uln":
+        return uln
+    if multiple:
+        return None if uln is None else float(b) * uln
+    return float(b)
+
+
+def _band_index(bands: list[Mapping[str, Any]], x: float, lln: Any, uln: Any, multiple: bool) -> int:
+    """The first band a value falls in."""
+    for i, band in enumerate(bands):
+        op, b = _band_rule(band)
+        if op is None:
+            return i
+        bound = _band_bound(b, lln, uln, multiple)
+        if bound is not None and (x < bound if op == "<" else x <= bound):
+            return i
+    return len(bands) - 1  # pragma: no cover - the last band has no bound
+
+
+def _band_index_many(bands: list[Mapping[str, Any]], x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """:func:`_band_index` of many values at once.
+
+    ``bounds[i, j]`` is band ``j``'s bound (:func:`_band_bound`) for ``x[i]``, NaN where it has none.
+    """
+    idx = np.full(len(x), len(bands) - 1, dtype=np.intp)
+    for j in range(len(bands) - 1, -1, -1):  # the first band that holds the value wins
+        op, _ = _band_rule(bands[j])
+        if op is None:
+            idx[:] = j
+        elif op == "<":
+            idx[x < bounds[:, j]] = j
         else:
-            pl = spec.get("plausible") or {}
-            if qualifier in ("<", "<="):
-                lo = float(pl.get("min", 0.0))
-                hi = value if qualifier == "<=" else float(np.nextafter(value, -np.inf))
-            else:
-                lo = value if qualifier == ">=" else float(np.nextafter(value, np.inf))
-                hi = float(pl.get("max", value * 1e6))
-            a, b = state_of(max(lo, 0.0)), state_of(hi)
-            idx = list(range(min(a, b), max(a, b) + 1))
-        seen: list[str] = []
-        for i in idx:
-            s = bands[i]["state"]
-            if s not in seen:
-                seen.append(s)
-        return seen
+            idx[x <= bounds[:, j]] = j
+    return idx
+
+
+def _band_states(spec: Mapping[str, Any], value: float, qualifier: str | None,
+                 lln: float | None, uln: float | None) -> list[str]:
+    bands = spec["bands"]
+    multiple = spec.get("scale") == "uln_multiple"
+    if qualifier is None:
+        idx = [_band_index(bands, value, lln, uln, multiple)]
+    else:
+        pl = spec.get("plausible") or {}
+        if qualifier in ("<", "<="):
+            lo = float(pl.get("min", 0.0))
+            hi = value if qualifier == "<=" else float(np.nextafter(value, -np.inf))
+        else:
+            lo = value if qualifier == ">=" else float(np.nextafter(value, np.inf))
+            hi = float(pl.get("max", value * 1e6))
+        a, b = _band_index(bands, max(lo, 0.0), lln, uln, multiple), _band_index(bands, hi, lln, uln, multiple)
+        idx = list(range(min(a, b), max(a, b) + 1))
+    seen: list[str] = []
+    for i in idx:
+        s = bands[i]["state"]
+        if s not in seen:
+            seen.append(s)
+    return seen

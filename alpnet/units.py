@@ -12,10 +12,15 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["normalise_unit", "parse_quantity", "Quantity"]
+__all__ = ["normalise_unit", "parse_quantity", "split_quantity", "Quantity"]
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*(?P<qual><=|>=|≤|≥|<|>)?\s*(?P<num>{_NUMBER})\s*(?P<unit>.*?)\s*$")
+
+
+#: normalise_unit's answers by spelling: a batch repeats the same few units in every row.
+_NORMALISED: dict[str, str] = {}
+_NORMALISED_MAX = 4096
 
 
 def normalise_unit(unit: str) -> str:
@@ -28,6 +33,15 @@ def normalise_unit(unit: str) -> str:
     >>> normalise_unit("IU/L") == normalise_unit("U/L")
     True
     """
+    key = _NORMALISED.get(unit)
+    if key is None:
+        key = _normalise_unit(unit)
+        if len(_NORMALISED) < _NORMALISED_MAX:
+            _NORMALISED[unit] = key
+    return key
+
+
+def _normalise_unit(unit: str) -> str:
     u = unit.strip()
     u = u.replace("µ", "u").replace("μ", "u").replace("²", "2").replace("·", "").replace("⁻¹", "-1")
     u = re.sub(r"\s+", "", u).lower()
@@ -54,16 +68,30 @@ def parse_quantity(text: str) -> Quantity | None:
     A value with no unit returns a Quantity whose unit is ``""`` (the caller
     reports it: a number with no unit is an error).
     """
-    m = _QUANTITY.match(text)
-    if not m or "," in text:
+    split = split_quantity(text)
+    return None if split is None else Quantity(*split)
+
+
+def split_quantity(text: str) -> tuple[float, str, str | None] | None:
+    """:func:`parse_quantity` as a plain ``(value, unit, qualifier)`` tuple (cheaper to make), or None."""
+    if "," in text:
         return None
-    num = m.group("num")
+    num, _, unit = text.partition(" ")
+    if num.isascii() and num.replace(".", "", 1).isdigit() and unit.split() == [unit]:
+        # the common "108.6 U/L" without the regex, which reads it the same: ASCII digits with at
+        # most one point (no sign, no exponent), one space, a unit with no white space (tests
+        # compare the two on many shapes)
+        qual = None
+    else:
+        m = _QUANTITY.match(text)
+        if not m:
+            return None
+        qual, num, unit = m.groups()
     try:
         value = float(num)
     except ValueError:  # pragma: no cover - the regex only admits numbers
         return None
     if not math.isfinite(value):
         return None
-    qual = m.group("qual")
     qual = {"≤": "<=", "≥": ">="}.get(qual, qual) if qual else None
-    return Quantity(value, m.group("unit"), qual)
+    return value, unit, qual
