@@ -451,7 +451,12 @@ def _quantity(pset: PriorSet, name: str, raw: Any, allow_verdict: bool = False,
 def _quantity_uln(uln_key: str, raw: Any, spec: Mapping[str, Any], table: _UnitTable | None = None) -> float:
     key = f"labs.{uln_key}"
     text = str(raw).strip()
-    value, _, _, factor = _parse(key, text, spec, table)
+    t = _unit_table(spec) if table is None else table
+    value, _, unit, factor = _parse(key, text, spec, t)
+    if unit in t.own or not np.isfinite(factor):  # an activity limit for a mass result: no conversion
+        raise CaseError(f"{key}: {text!r} is in {unit}, which cannot be compared with the result's unit; "
+                        f"give the limit in the result's unit (accepted: "
+                        f"{', '.join(u for u, f in t.factors.items() if np.isfinite(f))})")
     value = value * factor
     if value <= 0:
         raise CaseError(f"{key}: {text!r} must be above 0")

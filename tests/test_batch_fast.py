@@ -94,6 +94,7 @@ BAD_ROWS = [
     ("own-limit unit without its limit", {"labs.bone_alp": "25 U/L", "labs.bone_alp_uln": ""}),
     ("own-limit unit, limit in another unit", {"labs.bone_alp": "25 U/L", "labs.bone_alp_uln": "20 ug/L"}),
     ("bad albumin", {"labs.albumin": "lots"}),
+    ("activity limit for a mass result", {"labs.bone_alp": "25 ug/L", "labs.bone_alp_uln": "20 U/L"}),
 ]
 
 GOOD_VARIANTS = [
@@ -106,8 +107,6 @@ GOOD_VARIANTS = [
     ("lab limit without age", {"patient.age": "", "labs.alp": "150 U/L", "labs.alp_uln": "100 U/L"}),
     ("own-limit unit", {"labs.bone_alp": "25 U/L", "labs.bone_alp_uln": "20 U/L"}),
     ("own-limit qualified", {"labs.bone_alp": ">25 U/L", "labs.bone_alp_uln": "20 U/L"}),
-    # a limit in the unit that has no factor makes a NaN limit for a value in another unit (last band)
-    ("limit without a factor", {"labs.bone_alp": "25 ug/L", "labs.bone_alp_uln": "20 U/L"}),
     ("albumin adjusts calcium", {"labs.albumin": "30 g/L", "labs.calcium": "2.3 mmol/L"}),
     ("albumin in g/dL", {"labs.albumin": "3.1 g/dL", "labs.calcium": "2.55 mmol/L"}),
     ("albumin verdict", {"labs.albumin": "low", "labs.calcium": "2.55 mmol/L"}),

@@ -245,3 +245,12 @@ def test_read_case_errors(tmp_path):
     ok = tmp_path / "my-case.json"
     ok.write_text('{"labs": {"alp": "200 U/L"}}')
     assert alpnet.read_case(ok).id == "my-case"
+
+
+def test_a_limit_that_cannot_be_compared_with_the_result_is_an_error(model):
+    """Bone ALP in ug/L with the lab's limit in U/L (an activity) cannot be compared: the error
+    names the key, the value and the units that would do, instead of a silent 'high'."""
+    case = {"patient": {"age": 60, "sex": "male"},
+            "labs": {"alp": "300 U/L", "bone_alp": "25 ug/L", "bone_alp_uln": "20 U/L"}}
+    with pytest.raises(CaseError, match=r"labs\.bone_alp_uln: '20 U/L'.*accepted: ug/L"):
+        model.evidence_of(case)
