@@ -99,6 +99,11 @@ class Engine:
         When the prior set has more hidden variables than :data:`MAX_HIDDEN`.
     """
 
+    #: Context blocks kept (least recently used dropped): up to 0.5 MB each.
+    BLOCK_CACHE = 128
+    #: Conditional tables of questions and context-dependent tests kept: up to a few MB each.
+    TABLE_CACHE = 48
+
     def __init__(self, pset: PriorSet, cpts: Mapping[str, np.ndarray]):
         self.pset = pset
         self.cpts = dict(cpts)
@@ -242,7 +247,7 @@ class Engine:
         else:
             block = self._contract_block(ev, keep, self.cpts)
         self._block_cache[cache_key] = block
-        if len(self._block_cache) > 512:
+        if len(self._block_cache) > self.BLOCK_CACHE:
             self._block_cache.popitem(last=False)
         return block
 
@@ -804,7 +809,7 @@ class Engine:
         entropy = -(table * logs).sum(axis=0)
         hit = (table, np.maximum(entropy, 0.0))
         self._cond_cache[key] = hit
-        if len(self._cond_cache) > 256:
+        if len(self._cond_cache) > self.TABLE_CACHE:
             self._cond_cache.popitem(last=False)
         return hit
 
