@@ -14,7 +14,8 @@ causes with each outcome is ``p * L[t]`` (``L`` the finding's likelihood table,
     sum_c q log q (unnorm.) = (L * log L) @ p + L @ (p * log p)
 
 and the posterior of every cause after every outcome is ``L @ (p[:, None] * bits)``.
-Findings with a context parent the evidence leaves open (PSA by sex and known
+A finding that depends only on the last causes in the engine's order needs ``p`` summed
+over the first ones, so most of these products are short. Findings with a context parent the evidence leaves open (PSA by sex and known
 cancer) and history questions get their outcome joints from the engine, exactly.
 
 Two-step lookahead is exact: ``I(C; T1, T2 | e) = I(C; T1 | e) + E_t1 I(C; T2 | e, t1)``,
@@ -172,8 +173,12 @@ class TestRanker:
                           columns: list[int]) -> dict[str, _Scored]:
         """Outcome probabilities, the exact gain about C, and posteriors of ``columns`` after each outcome.
 
-        ``I(C; T | e) = H(T | e) - sum_c P(c | e) H(T | C = c)``: two matrix products over the
-        cause space for every candidate at once, and no logarithm of a 2^k-long array.
+        ``I(C; T | e) = H(T | e) - sum_c P(c | e) H(T | C = c)``: per candidate, a product of its
+        likelihood table with the matrix ``X = p * [1, bits of the columns]`` and one with its
+        conditional entropies, no inference call and no logarithm of a 2^k-long array. A finding
+        whose first cause parent is hidden[d] depends on hidden[d:] only, so ``X`` is first summed
+        over the first d causes (:class:`_Folds`) and the products run on 2^(k-d) entries; only
+        the live prefix of the cause space is used (:func:`_live_length`).
         """
         L = _live_length(w)  # configurations past L have weight zero (ruled out by the context)
         p = w[:L] / z
