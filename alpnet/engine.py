@@ -146,27 +146,27 @@ class Engine:
         """``(n_states, 2^k)``: P(finding = state | cause configuration)."""
         tab = self._lik.get(finding)
         if tab is None:
-            var = self.variables[finding]
             cpt = self.cpts[finding]
-            parents = var.parents
-            col = np.zeros(2**self.k, dtype=np.int64)
-            for p in parents:
-                col = col * 2 + self._bits_int[:, self.hidx[p]]
-            tab = np.ascontiguousarray(cpt.reshape(cpt.shape[0], -1)[:, col])
+            tab = np.ascontiguousarray(cpt.reshape(cpt.shape[0], -1)[:, self._parent_columns(finding)])
             self._lik[finding] = tab
         return tab
 
     def _gather(self, finding: str, cpt: np.ndarray, e: np.ndarray | int) -> np.ndarray:
         """Likelihood of evidence ``e`` on a cause-only finding, over the cause space, from ``cpt``."""
+        flat = cpt.reshape(cpt.shape[0], -1)
+        row = flat[e] if isinstance(e, (int, np.integer)) else np.asarray(e) @ flat
+        return row[self._parent_columns(finding)]
+
+    def _parent_columns(self, finding: str) -> np.ndarray:
+        """For every cause configuration, the flat index of its finding's hidden parents' states."""
         col = self._columns.get(finding)
         if col is None:
             col = np.zeros(2**self.k, dtype=np.int64)
             for p in self.variables[finding].parents:
-                col = col * 2 + self._bits_int[:, self.hidx[p]]
+                if p in self.hidx:
+                    col = col * 2 + self._bits_int[:, self.hidx[p]]
             self._columns[finding] = col
-        flat = cpt.reshape(cpt.shape[0], -1)
-        row = flat[e] if isinstance(e, (int, np.integer)) else np.asarray(e) @ flat
-        return row[col]
+        return col
 
     # ---------------------------------------------------------------- evidence
     def normalise(self, evidence: Evidence) -> dict[str, np.ndarray | int]:
@@ -251,6 +251,17 @@ class Engine:
             self._block_cache.popitem(last=False)
         return block
 
+    def _contract(self, expr: str, operands: Sequence[np.ndarray]) -> np.ndarray:
+        """``einsum(expr, *operands)``, with the contraction path compiled once per expression and shapes."""
+        shapes = tuple(o.shape for o in operands)
+        contract = self._path_cache.get((expr, shapes))
+        if contract is None:
+            contract = opt_einsum.contract_expression(expr, *shapes, optimize="auto")
+            self._path_cache[(expr, shapes)] = contract
+            if len(self._path_cache) > 4096:
+                self._path_cache.pop(next(iter(self._path_cache)))
+        return contract(*operands)
+
     def _contract_block(self, ev: Mapping[str, np.ndarray | int], keep: str | None,
                         cpts: Mapping[str, np.ndarray]) -> np.ndarray:
         """The context block for ``ev`` with the given tables (no caching)."""
@@ -293,14 +304,7 @@ class Engine:
         head = L[keep] if keep is not None else ""
         out = head + "".join(L[h] for h in self.hidden)
         expr = ",".join(subs) + "->" + out
-        shapes = tuple(o.shape for o in operands)
-        contract = self._path_cache.get((expr, shapes))
-        if contract is None:
-            contract = opt_einsum.contract_expression(expr, *shapes, optimize="auto")
-            self._path_cache[(expr, shapes)] = contract
-            if len(self._path_cache) > 4096:
-                self._path_cache.pop(next(iter(self._path_cache)))
-        block = contract(*operands)
+        block = self._contract(expr, operands)
         if scale != 1.0:
             block = block * scale
         return block.reshape(len(self.variables[keep].states), -1) if keep is not None else block.reshape(-1)
@@ -414,15 +418,7 @@ class Engine:
                 continue
             expr = ",".join(batch + "".join(L[n] for n in raw[i][0]) for i in members) + "->" + batch \
                 + "".join(L[self.hidden[j]] for j in out_idx)
-            operands = [raw[i][1] for i in members]
-            shapes = tuple(o.shape for o in operands)
-            contract = self._path_cache.get((expr, shapes))
-            if contract is None:
-                contract = opt_einsum.contract_expression(expr, *shapes, optimize="auto")
-                self._path_cache[(expr, shapes)] = contract
-                if len(self._path_cache) > 4096:
-                    self._path_cache.pop(next(iter(self._path_cache)))
-            table = np.asarray(contract(*operands))
+            table = np.asarray(self._contract(expr, [raw[i][1] for i in members]))
             if out_idx:
                 factors.append((out_idx, table))
             else:
@@ -465,10 +461,7 @@ class Engine:
             cpt = np.transpose(self.cpts[finding], axes)
             n_states = len(var.states)
             flat = cpt.reshape(-1, n_states, 2 ** len(hid))
-            col = np.zeros(2**self.k, dtype=np.int64)
-            for p in hid:
-                col = col * 2 + self._bits_int[:, self.hidx[p]]
-            tab = np.ascontiguousarray(flat[:, :, col].reshape(-1, 2**self.k))
+            tab = np.ascontiguousarray(flat[:, :, self._parent_columns(finding)].reshape(-1, 2**self.k))
             self._ctx_lik[finding] = tab
         return tab
 
@@ -846,6 +839,19 @@ class Engine:
     def _joint(self, ev: Mapping[str, np.ndarray | int]) -> tuple[np.ndarray, float]:
         w = self._factored_joint(ev)
         return w, float(w.sum())
+
+    def _marginal_weights(self, ev: Mapping[str, np.ndarray | int]) -> tuple[np.ndarray, float]:
+        """P(h present, e) for every hidden h (engine order) and P(e), for normalised evidence.
+
+        Raises
+        ------
+        EvidenceConflictError
+            When the evidence has probability zero.
+        """
+        w, z = self._joint(ev)
+        if not z > 0:
+            raise self._conflict_error(ev)
+        return marginals(w), z
 
     def posterior(self, evidence: Evidence) -> dict[str, float]:
         """P(hidden variable present | evidence) for every cause and leak.

@@ -134,12 +134,9 @@ def sensitivity(model: Any, evidence: Mapping[str, Any], *, cause: str | None = 
     engine = model.engine
     pset = model.priors
     ev = engine.normalise(evidence)
-    w0, z0 = engine._joint(ev)
-    if not z0 > 0:
-        raise engine._conflict_error(ev)
+    n0, z0 = engine._marginal_weights(ev)
     hidden = engine.hidden
     causes = pset.causes
-    n0 = marginals(w0)
     post0 = n0 / z0
     cause_idx = [hidden.index(c) for c in causes]
     lead = causes[int(np.argmax(post0[cause_idx]))]

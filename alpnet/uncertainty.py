@@ -183,13 +183,11 @@ def posterior_uncertainty(model: Any, evidence: Mapping[str, Any], *, draws: int
     engine = model.engine
     pset = model.priors
     ev = engine.normalise(evidence)
-    w0, z0 = engine._joint(ev)
-    if not z0 > 0:
-        raise engine._conflict_error(ev)
+    n0, z0 = engine._marginal_weights(ev)
     hidden = engine.hidden
     causes = pset.causes
     ci = [hidden.index(c) for c in causes]
-    post0 = marginals(w0)[ci] / z0
+    post0 = n0[ci] / z0
     lead0 = int(np.argmax(post0))
     owners = parameter_owners(pset)
     relevant = set(pset.context) | set(hidden) | {f for f in engine.with_context if f in ev} | {
