@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import string
 from collections import OrderedDict
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import opt_einsum
@@ -99,8 +99,8 @@ class Engine:
         When the prior set has more hidden variables than :data:`MAX_HIDDEN`.
     """
 
-    #: Context blocks kept (least recently used dropped): up to 0.5 MB each.
-    BLOCK_CACHE = 128
+    #: Bytes of context blocks kept (least recently used dropped): up to 0.5 MB each.
+    BLOCK_CACHE_BYTES = 64 * 2**20
     #: Conditional tables of questions and context-dependent tests kept: up to a few MB each.
     TABLE_CACHE = 48
 
@@ -130,6 +130,7 @@ class Engine:
         self._letter = {n: letters[i] for i, n in enumerate(names)}
         self._batch_letter = letters[len(names)]
         self._block_cache: OrderedDict = OrderedDict()
+        self._block_bytes = 0
         self._path_cache: dict = {}
         self._cond_cache: OrderedDict = OrderedDict()
         self._columns: dict[str, np.ndarray] = {}
@@ -140,6 +141,9 @@ class Engine:
         self._context_parents = {f: [p for p in self.variables[f].parents if p in self._context_set]
                                  for f in self.with_context}
         self._ctx_lik: dict[str, np.ndarray] = {}
+        self._band_infos: dict[int, dict[str, tuple[int, int, int]]] = {}
+        self._band_cache: OrderedDict = OrderedDict()
+        self._band_bytes = 0
 
     # ------------------------------------------------------------------ tables
     def likelihood_table(self, finding: str) -> np.ndarray:
@@ -231,10 +235,7 @@ class Engine:
         one and is left out. The contraction path is compiled once per pattern of which
         variables are sliced, weighted or left open, and cached.
         """
-        keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev]
-        if keep is None:  # evidence on hidden variables is part of the grown block
-            keys += [h for h in self.hidden if h in ev]
-        cache_key = (keep,) + tuple((v, _freeze(ev[v])) for v in keys)
+        cache_key = self._block_key(ev, keep)
         hit = self._block_cache.get(cache_key)
         if hit is not None:
             self._block_cache.move_to_end(cache_key)
@@ -246,10 +247,32 @@ class Engine:
             block = (self._grown_blocks(factors, scale, m)[0], m)
         else:
             block = self._contract_block(ev, keep, self.cpts)
-        self._block_cache[cache_key] = block
-        if len(self._block_cache) > self.BLOCK_CACHE:
-            self._block_cache.popitem(last=False)
+        self._remember_block(cache_key, block)
         return block
+
+    def _block_key(self, ev: Mapping[str, np.ndarray | int], keep: str | None = None) -> tuple:
+        """What a context block depends on: the evidence on context variables, on findings with
+        a context parent that the block carries (not those :meth:`_moved_findings` moves out
+        of it) and, for the live block, on hidden variables."""
+        if keep is None:
+            hard = {v for v in self.context if isinstance(ev.get(v), (int, np.integer))}
+            moved = set(self._moved_findings([ev], hard, self.cpts))
+            keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev and f not in moved]
+            keys += [h for h in self.hidden if h in ev]
+        else:
+            keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev]
+        return (keep,) + tuple((v, _freeze(ev[v])) for v in keys)
+
+    def _remember_block(self, key: tuple, block: object) -> None:
+        """Keep a block in the cache, dropping the least recently used beyond :data:`BLOCK_CACHE_BYTES`."""
+        def size(b: object) -> int:
+            return (b[0] if isinstance(b, tuple) else b).nbytes  # type: ignore[index,union-attr]
+
+        self._block_cache[key] = block
+        self._block_bytes += size(block)
+        while self._block_bytes > self.BLOCK_CACHE_BYTES and len(self._block_cache) > 1:
+            _, old = self._block_cache.popitem(last=False)
+            self._block_bytes -= size(old)
 
     def _contract(self, expr: str, operands: Sequence[np.ndarray]) -> np.ndarray:
         """``einsum(expr, *operands)``, with the contraction path compiled once per expression and shapes."""
@@ -551,85 +574,136 @@ class Engine:
         """(rows, 2^(k-d)): the product of the cause-only findings' likelihoods, or None.
 
         A finding whose first parent is hidden[d] is a function of hidden[d:] only, whose
-        values are the first 2^(k-d) entries of its likelihood table rows (a slice, not a
-        copy); with the first ``m`` variables ruled out, those of hidden[max(d, m):].
-        Findings are multiplied from the smallest such suffix to the largest, widening
-        the running product only when a finding with an earlier first parent joins.
+        values are the first 2^(k-d) entries of its likelihood table rows; with the first
+        ``m`` variables ruled out, those of hidden[max(d, m):]. Findings are grouped in
+        *bands* by that level (:meth:`_band_of`): each wide level is a band, the narrow
+        levels share one. A row's findings in one band are multiplied together into one
+        vector (:meth:`_band_row`), which depends only on which states they take and is
+        cached: in a population most rows repeat a few combinations (most labs normal),
+        so a row costs about one product per band. The running product is then widened
+        band by band, from the narrowest to the widest.
+
+        Every step is the same for a row alone and within a batch (a band a row has no
+        finding in multiplies by nothing), so a row's numbers never depend on its
+        neighbours.
         """
         k = self.k
         B = len(evs)
-        seen = {f for ev in evs for f in ev if f in self._cause_only_set}
-        # per level: (table or explicit rows, row index per evidence set (-1: not observed), soft rows)
-        by_level: dict[int, list[tuple[np.ndarray, np.ndarray | None, dict[int, np.ndarray]]]] = {}
-        for f in self.cause_only:
-            if f not in seen:
-                continue
-            if tables and f in tables:
-                rows = np.stack([self._gather(f, tables[f], ev[f])[: 2 ** (k - m)] if f in ev
-                                 else np.ones(2 ** (k - m)) for ev in evs])
-                by_level.setdefault(m, []).append((rows, None, {}))
-                continue
-            level = self._first_live_parent(f, m)
-            tab = self.likelihood_table(f)[:, : 2 ** (k - level)]
-            index = np.full(B, -1, dtype=np.intp)
-            soft: dict[int, np.ndarray] = {}
-            for r, ev in enumerate(evs):
+        info = self._band_info(m)
+        per_row: list[dict[int, list[tuple]]] = []
+        for ev in evs:
+            bands: dict[int, list[tuple]] = {}
+            for f, e in ev.items():
+                where = info.get(f)
+                if where is None:
+                    continue
+                band, rank, level = where
+                if tables and f in tables:  # redrawn table: over the whole live space
+                    band, level = self._band_of(m, m), m
+                key = int(e) if isinstance(e, (int, np.integer)) else np.asarray(e, dtype=float).tobytes()
+                bands.setdefault(band, []).append((-level, rank, f, key, False))
+            for f in moved:  # findings with a context parent, all of it sliced (:meth:`_moved_findings`)
                 e = ev.get(f)
                 if e is None:
                     continue
-                if isinstance(e, (int, np.integer)):
-                    index[r] = e
-                else:
-                    soft[r] = _weighted_rows(np.asarray(e, dtype=float)[None, :], tab)[0]
-            by_level.setdefault(level, []).append((tab, index, soft))
-        for f in moved:  # findings with a context parent, all of it sliced (:meth:`_moved_findings`)
-            level = self._first_live_parent(f, m)
-            tab = self.context_likelihood_table(f)[:, : 2 ** (k - level)]
-            index = np.zeros(B, dtype=np.intp)
-            for p in self._context_parents[f]:
-                index = index * len(self.variables[p].states) \
-                    + np.fromiter((int(ev[p]) for ev in evs), dtype=np.intp, count=B)
-            state = np.fromiter((int(ev.get(f, -1)) for ev in evs), dtype=np.intp, count=B)
-            index = np.where(state >= 0, index * len(self.variables[f].states) + state, -1)
-            by_level.setdefault(level, []).append((tab, index, {}))
-        # A row that does not observe a finding multiplies by exactly 1 (or nothing), so its
-        # numbers are the same as when it is computed alone.
+                index = 0
+                for p in self._context_parents[f]:
+                    index = index * len(self.variables[p].states) + int(ev[p])
+                level = self._first_live_parent(f, m)
+                key = index * len(self.variables[f].states) + int(e)
+                bands.setdefault(self._band_of(level, m), []).append(
+                    (-level, len(info) + self.with_context.index(f), f, key, True))
+            per_row.append(bands)
+        levels = sorted({b for bands in per_row for b in bands}, reverse=True)
+        cache = not tables
         product: np.ndarray | None = None
-        for d in sorted(by_level, reverse=True):
-            for tab, index, soft in by_level[d]:
-                size = tab.shape[1]
-                if index is None or product is None or size < 4096:  # whole rows at once
-                    if index is None:
-                        rows = tab
-                    else:
-                        rows = tab[np.maximum(index, 0)]
-                        rows[index < 0] = 1.0
-                        for r, row in soft.items():
-                            rows[r] = row
-                    if product is None:
-                        product = rows
-                    elif size > product.shape[1]:
-                        product = (rows.reshape(B, -1, product.shape[1]) * product[:, None, :]).reshape(B, -1)
-                    else:
-                        product *= rows
-                    continue
-                # large: straight from the table, row by row
-                P = product.shape[1]
-                wide = np.empty((B, size)) if size > P else None
-                for r in range(B):
-                    row = soft.get(r)
-                    if row is None and index[r] >= 0:
-                        row = tab[index[r]]
-                    if wide is None:
-                        if row is not None:
-                            product[r] *= row
-                    elif row is None:
-                        wide[r].reshape(-1, P)[:] = product[r]
-                    else:
-                        np.multiply(row.reshape(-1, P), product[r], out=wide[r].reshape(-1, P))
-                if wide is not None:
-                    product = wide
+        for band in levels:
+            width = 2 ** (k - band)
+            if product is None:
+                product = np.ones((B, width))
+                for r, bands in enumerate(per_row):
+                    items = bands.get(band)
+                    if items:
+                        product[r] = self._band_row(m, band, items, tables, cache)
+                continue
+            P = product.shape[1]
+            wide = np.empty((B, width))
+            for r, bands in enumerate(per_row):
+                items = bands.get(band)
+                out = wide[r].reshape(-1, P)
+                if items:
+                    np.multiply(self._band_row(m, band, items, tables, cache).reshape(-1, P), product[r], out=out)
+                else:
+                    out[:] = product[r]
+            product = wide
         return product
+
+    #: Levels at least this wide (2^(k-d) configurations) are bands of their own.
+    WIDE_BAND = 4096
+    #: Bytes of combined band vectors kept (least recently used dropped).
+    BAND_CACHE_BYTES = 48 * 2**20
+
+    def _band_of(self, level: int, m: int) -> int:
+        """The band of a finding level: the level itself when wide, else the first narrow level."""
+        narrow = max(self.k - (self.WIDE_BAND.bit_length() - 1) + 1, 0)
+        return level if level < narrow else max(narrow, m)
+
+    def _band_info(self, m: int) -> dict[str, tuple[int, int, int]]:
+        """Cause-only finding -> (band, rank in the fixed multiplication order, level) when
+        the first ``m`` hidden variables are ruled out."""
+        hit = self._band_infos.get(m)
+        if hit is None:
+            hit = {}
+            for rank, f in enumerate(self.cause_only):
+                level = self._first_live_parent(f, m)
+                hit[f] = (self._band_of(level, m), rank, level)
+            self._band_infos[m] = hit
+        return hit
+
+    def _band_row(self, m: int, band: int, items: list[tuple], tables: Mapping[str, np.ndarray] | None,
+                  cache: bool) -> np.ndarray:
+        """The product of one row's findings in one band, over 2^(k - band) configurations.
+
+        ``items`` are ``(-level, rank, finding, state key, moved)``; they are multiplied
+        in a fixed order (narrowest level first, then the prior set's order), each
+        narrower vector repeated across the wider one.
+        """
+        items.sort()
+        key = (m, band) + tuple((f, e) for _, _, f, e, _ in items)
+        if cache:
+            hit = self._band_cache.get(key)
+            if hit is not None:
+                self._band_cache.move_to_end(key)
+                return hit
+        k = self.k
+        prod: np.ndarray | None = None
+        for neg_level, _, f, e, is_moved in items:
+            size = 2 ** (k + neg_level)
+            if tables and f in tables:
+                row = self._gather(f, tables[f], e if isinstance(e, int) else np.frombuffer(e))[:size]
+            else:
+                tab = self.context_likelihood_table(f) if is_moved else self.likelihood_table(f)
+                if isinstance(e, int):
+                    row = tab[e, :size]
+                else:
+                    row = _weighted_rows(np.frombuffer(e)[None, :], tab[:, :size])[0]
+            if prod is None:
+                prod = np.array(row)
+            elif size > prod.size:
+                prod = (row.reshape(-1, prod.size) * prod).reshape(-1)
+            else:
+                prod *= row
+        width = 2 ** (k - band)
+        assert prod is not None
+        if prod.size < width:
+            prod = np.tile(prod, width // prod.size)
+        if cache:
+            self._band_cache[key] = prod
+            self._band_bytes += prod.nbytes
+            while self._band_bytes > self.BAND_CACHE_BYTES and self._band_cache:
+                _, old = self._band_cache.popitem(last=False)
+                self._band_bytes -= old.nbytes
+        return prod
 
     def _first_live_parent(self, finding: str, m: int) -> int:
         """Position of the finding's first hidden parent at or after ``m`` (``k - 1`` if none)."""
@@ -655,15 +729,36 @@ class Engine:
         (:meth:`_context_factors`). Nothing is cached.
         """
         cpts = self.cpts if cpts is None else cpts
+        B = len(evs)
         sliced = [v for v in self.context if all(isinstance(ev.get(v), (int, np.integer)) for ev in evs)]
         moved = self._moved_findings(evs, set(sliced), cpts)
-        factors, scale = self._context_factors(evs, sliced, cpts)
-        dead = self._dead_prefix(factors, len(evs))
+        blocks: list[tuple[np.ndarray, int] | None] = [None] * B
+        keys: list[tuple] = []
+        if cpts is self.cpts:  # blocks depend on the context pattern only: a population repeats a few
+            keys = [self._block_key(ev) for ev in evs]
+            for r, key in enumerate(keys):
+                hit = self._block_cache.get(key)
+                if hit is not None:
+                    self._block_cache.move_to_end(key)
+                    blocks[r] = hit
+        todo = [r for r in range(B) if blocks[r] is None]
+        if todo:
+            part_evs = [evs[r] for r in todo] if len(todo) < B else evs
+            factors, scale = self._context_factors(part_evs, sliced, cpts)
+            dead = self._dead_prefix(factors, len(todo))
+            for m in np.unique(dead).tolist():
+                rows = np.flatnonzero(dead == m)
+                part = factors if len(rows) == len(todo) else [(idx, t[rows]) for idx, t in factors]
+                W = self._grown_blocks(part, scale[rows], m)
+                for i, j in enumerate(rows.tolist()):
+                    blocks[todo[j]] = (W[i], m)
+                    if keys:
+                        self._remember_block(keys[todo[j]], (W[i].copy(), m))
         out = []
-        for m in np.unique(dead).tolist():
-            rows = np.flatnonzero(dead == m)
-            part = factors if len(rows) == len(evs) else [(idx, t[rows]) for idx, t in factors]
-            W = self._grown_blocks(part, scale[rows], m)
+        live = np.fromiter((b[1] for b in blocks), dtype=np.intp, count=B)  # type: ignore[index]
+        for m in np.unique(live).tolist():
+            rows = np.flatnonzero(live == m)
+            W = np.stack([blocks[r][0] for r in rows.tolist()])  # type: ignore[index]
             product = self._findings_product([evs[r] for r in rows], m, tables, moved)
             if product is not None:
                 W = (W.reshape(len(rows), -1, product.shape[1]) * product[:, None, :]).reshape(len(rows), -1)
@@ -884,21 +979,26 @@ class Engine:
     def _posterior_many(self, evs: list[Mapping[str, np.ndarray | int]], rows_per_pass: int) -> np.ndarray:
         out = np.full((len(evs), self.k), np.nan)
 
-        def kind(e: object) -> int:
-            return 0 if e is None else 1 if isinstance(e, (int, np.integer)) else 2
+        ints = (int, np.integer)
+        context = self.context
+        movable = [(f, self._context_parents[f]) for f in self.with_context]
 
         # rows computed together must take the same path (the same variables observed,
         # hard or soft), so that a row's numbers never depend on its neighbours
         def path(ev: Mapping[str, np.ndarray | int]) -> tuple:
             # a context variable is sliced (one state) or weighted (weights or not known);
-            # evidence on a hidden variable multiplies by exactly 1 where it is absent
-            hard = tuple(kind(ev.get(v)) == 1 for v in self.context)
-            findings = []
-            for f in self.with_context:  # observed or not, a movable finding takes one path
-                k = kind(ev.get(f))
-                movable = k != 2 and all(kind(ev.get(p)) == 1 for p in self._context_parents[f])
-                findings.append(0 if movable else k)
-            return hard + tuple(findings)
+            # evidence on a hidden variable multiplies by exactly 1 where it is absent.
+            # Observed or not, a finding that can be moved (:meth:`_moved_findings`) takes one path.
+            get = ev.get
+            hard = [isinstance(get(v), ints) for v in context]
+            for f, parents in movable:
+                e = get(f)
+                soft = e is not None and not isinstance(e, ints)
+                if soft or not all(isinstance(get(p), ints) for p in parents):
+                    hard.append(0 if e is None else 2 if soft else 1)
+                else:
+                    hard.append(0)
+            return tuple(hard)
 
         signature = [path(ev) for ev in evs]
         order = sorted(range(len(evs)), key=lambda i: signature[i])

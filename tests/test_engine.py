@@ -231,8 +231,9 @@ def test_above_the_memory_limit_alpnet_stops_with_the_limit_named(monkeypatch):
 
 def test_batches_equal_one_case_at_a_time_exactly(model, rng):
     """Scoring cases together gives every case the same numbers, to the last bit, as scoring
-    it alone (what `alpnet diagnose` does), whatever its neighbours, batch size or order;
-    soft evidence, missing context and impossible evidence included."""
+    it alone (what `alpnet diagnose` does), whatever its neighbours, batch size or order, and
+    whatever the engine has cached before; soft evidence, missing context and impossible
+    evidence included."""
     evidences = [random_evidence(model, rng, p_observe=float(rng.uniform(0.1, 0.8))) for _ in range(120)]
     evidences += [{**ev, "sex": "male", "age": "40_to_54"} for ev in evidences[:20] if "pregnant" not in ev]
     evidences.append({"sex": "male", "pregnant": "trimester_2"})  # impossible: a row of NaN
@@ -244,10 +245,12 @@ def test_batches_equal_one_case_at_a_time_exactly(model, rng):
     assert np.array_equal(together, one_by_one, equal_nan=True)
     assert np.array_equal(together[order], shuffled, equal_nan=True)
     assert np.isnan(together[-1]).all()
-    for ev, row in zip(evidences, together):
+    cold = type(engine)(engine.pset, engine.cpts)  # nothing cached: alone, in reverse order
+    for ev, row in reversed(list(zip(evidences, together))):
         try:
-            alone = engine.posterior(ev)
+            alone = cold.posterior(ev)
         except EvidenceConflictError:
             assert np.isnan(row).all()
             continue
         assert row.tolist() == [alone[h] for h in engine.hidden]
+        assert engine.posterior(ev) == alone  # and with what the batches cached
