@@ -142,6 +142,7 @@ class Engine:
                                  for f in self.with_context}
         self._ctx_lik: dict[str, np.ndarray] = {}
         self._band_infos: dict[int, dict[str, tuple[int, int, int]]] = {}
+        self._state_index = {name: {s: i for i, s in enumerate(var.states)} for name, var in self.variables.items()}
         self._band_cache: OrderedDict = OrderedDict()
         self._band_bytes = 0
 
@@ -183,6 +184,11 @@ class Engine:
         """
         out: dict[str, np.ndarray | int] = {}
         for var, value in evidence.items():
+            if type(value) is str and var in self._state_index:  # the common case: one state by name
+                index = self._state_index[var].get(value)
+                if index is not None:
+                    out[var] = index
+                    continue
             if var not in self.variables:
                 import difflib
 
@@ -215,10 +221,10 @@ class Engine:
                 nz = np.flatnonzero(vec)
                 out[var] = int(nz[0]) if len(nz) == 1 else vec
             else:
-                s = _state(value)
-                if s not in states:
-                    raise CaseError(f"evidence {var}: unknown state {s!r}; accepted: {', '.join(states)}")
-                out[var] = states.index(s)
+                index = self._state_index[var].get(value if type(value) is str else _state(value))
+                if index is None:
+                    raise CaseError(f"evidence {var}: unknown state {_state(value)!r}; accepted: {', '.join(states)}")
+                out[var] = index
         return out
 
     # ------------------------------------------------------------------ block

@@ -266,10 +266,15 @@ class _Collector:
             raise PriorsError(head + "\n  - ".join(self.errors))
 
 
+#: libyaml's safe loader when PyYAML was built with it (about ten times faster on the
+#: prior files, the same documents); the pure-Python one otherwise.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path, rel: str, errors: _Collector) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         errors.add(rel, "(file)", f"is not valid YAML: {exc}".replace("\n", " "))
     except OSError as exc:
