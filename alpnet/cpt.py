@@ -211,30 +211,40 @@ def _set_union_columns(var: Variable, bits: np.ndarray | None) -> np.ndarray:
 
     leak = _vector(spec["leak"], emit_states)
     links = [_vector(spec["links"][p], emit_states) for p in var.parents]
-    if bits is None:  # every configuration: grown parent by parent
+    # H per subset T (rows) and parent configuration (columns, the first parent slowest)
+    if bits is None:  # every configuration: grown parent by parent, each step doubling the columns
         n_cfg = 2 ** len(var.parents)
-        Hprod = _product_over_parents(H(leak), [H(q) for q in links])
+        Hprod = np.empty((subsets.shape[0], n_cfg))
+        Hprod[:, 0] = H(leak)
+        width = 1
+        for q in reversed(links):  # the new parent varies slowest: absent, then present
+            np.multiply(Hprod[:, :width], H(q)[:, None], out=Hprod[:, width:2 * width])
+            width *= 2
     else:
         n_cfg = bits.shape[0]
-        Hprod = np.broadcast_to(H(leak), (bits.shape[0], subsets.shape[0])).copy()
+        Hprod = np.broadcast_to(H(leak)[:, None], (subsets.shape[0], n_cfg)).copy()
         for i, q in enumerate(links):
-            Hprod = np.where(bits[:, i, None], Hprod * H(q), Hprod)
-    # Moebius inversion: P(set == S) = sum_{T subset S} (-1)^{|S|-|T|} H(T)
-    sizes = subsets.sum(axis=1)
-    sub = (~subsets[:, None, :] | subsets[None, :, :]).all(axis=2)  # sub[T, S]: T subset of S
-    sign = (-1.0) ** (sizes[None, :] - sizes[:, None])
-    M = np.where(sub, sign, 0.0)  # (T, S)
-    pset = np.clip(Hprod @ M, 0.0, None)  # (cfg, S)
-    out = np.zeros((n_cfg, len(states)))
+            Hprod = np.where(bits[None, :, i], Hprod * H(q)[:, None], Hprod)
+    # Moebius inversion, P(set == S) = sum over T subset of S of (-1)^{|S|-|T|} H(T), done
+    # one component at a time: m passes of differences between contiguous halves
+    pset = Hprod.reshape((2,) * m + (n_cfg,))  # a fresh array: changed in place
+    for axis in range(m):
+        high = [slice(None)] * (m + 1)
+        low = list(high)
+        high[axis], low[axis] = 1, 0
+        pset[tuple(high)] -= pset[tuple(low)]
+    pset = np.clip(pset.reshape(-1, n_cfg), 0.0, None, out=pset.reshape(-1, n_cfg))  # (S, cfg)
+    # each released set S is one state: none, a single fraction, or mixed
+    to_state = np.zeros((subsets.shape[0], len(states)))
     for si, S in enumerate(subsets):
         size = int(S.sum())
         if size == 0:
-            out[:, states.index(none)] += pset[:, si]
+            to_state[si, states.index(none)] = 1.0
         elif size == 1 and comps[int(np.flatnonzero(S)[0])] != mixed:
-            out[:, states.index(comps[int(np.flatnonzero(S)[0])])] += pset[:, si]
+            to_state[si, states.index(comps[int(np.flatnonzero(S)[0])])] = 1.0
         else:
-            out[:, states.index(mixed)] += pset[:, si]
-    return out
+            to_state[si, states.index(mixed)] = 1.0
+    return (to_state.T @ pset).T
 
 
 def _reshape(out: np.ndarray, var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:

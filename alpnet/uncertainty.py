@@ -240,8 +240,15 @@ def posterior_uncertainty(model: Any, evidence: Mapping[str, Any], *, draws: int
 def _gain(engine: Any, ev: Mapping[str, Any], test: str, table: np.ndarray | None, p: np.ndarray,
           structural: Mapping[str, np.ndarray]) -> float:
     """I(C; T | e) in bits under redrawn tables."""
-    if test in engine.cause_only:
-        K = np.vstack([engine._gather(test, table, s) for s in range(table.shape[0])])
+    if test in engine.cause_only:  # depends on the test's parents only: sum p onto their configurations
+        flat = table.reshape(table.shape[0], -1)
+        p_parents = np.bincount(engine._parent_columns(test), weights=p, minlength=flat.shape[1])
+        P = flat @ p_parents
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.where(flat > 0, np.log2(np.where(flat > 0, flat, 1.0)), 0.0)
+            HT = -(P[P > 0] * np.log2(P[P > 0])).sum()
+        HTC = -((flat * logs).sum(axis=0) @ p_parents)
+        return float(max(HT - HTC, 0.0))
     else:
         cpts = {**engine.cpts, **structural}
         if table is not None:
