@@ -117,18 +117,6 @@ def _parent_bits(n: int) -> np.ndarray:
     return grid.astype(bool)
 
 
-def _product_over_parents(base: np.ndarray, factors: list[np.ndarray]) -> np.ndarray:
-    """``base * prod(factors[i] for every active parent i)`` for all 2^n parent configurations.
-
-    Grown one parent at a time, each step doubling the array (first parent slowest, as in
-    :func:`_parent_bits`): about 2 * 2^n products of ``base``'s size in all.
-    """
-    out = np.asarray(base, dtype=float)[None, ...]
-    for f in reversed(factors):
-        out = np.stack([out, out * f[None, ...]], axis=0).reshape((-1,) + base.shape)
-    return out
-
-
 def _check_binary_parents(var: Variable, variables: Mapping[str, Variable]) -> list[int]:
     """Index of the active state of each (binary) parent."""
     out = []
@@ -158,35 +146,42 @@ def _noisy_max_columns(var: Variable, bits: np.ndarray | None) -> np.ndarray:
         b = np.arange(0, z + 1)[None, :]
         return c[a + 1] - c[b]
 
-    if bits is None:  # every configuration: grown parent by parent
+    # G[a, b, cfg]: the configurations last, so that every step below runs over long
+    # contiguous rows (the first parent varies slowest, as in _parent_bits)
+    base = window(leak)
+    if bits is None:  # every configuration: grown parent by parent, each step doubling the columns
         n_cfg = 2 ** len(var.parents)
-        G = _product_over_parents(window(leak), [window(q) for q in links])
+        G = np.empty(base.shape + (n_cfg,))
+        G[..., 0] = base
+        width = 1
+        for q in reversed(links):  # the new parent varies slowest: absent, then present
+            np.multiply(G[..., :width], window(q)[..., None], out=G[..., width:2 * width])
+            width *= 2
     else:
         n_cfg = bits.shape[0]
-        G = np.broadcast_to(window(leak), (bits.shape[0], k - z, z + 1)).copy()
+        G = np.broadcast_to(base[..., None], base.shape + (n_cfg,)).copy()
         for i, q in enumerate(links):
-            Gi = window(q)
-            G = np.where(bits[:, i, None, None], G * Gi, G)
+            G = np.where(bits[None, None, :, i], G * window(q)[..., None], G)
     # point masses of (U = a, D = b): difference the 'window' probabilities
-    Gp = np.zeros((n_cfg, k - z + 1, z + 2))
-    Gp[:, 1:, : z + 1] = G  # Gp[:, a-z+1, b] = G(a, b); Gp[:, 0, :] = G(z-1, .) = 0; Gp[:, :, z+1] = G(., z+1) = 0
-    pmf = Gp[:, 1:, :-1] - Gp[:, :-1, :-1] - Gp[:, 1:, 1:] + Gp[:, :-1, 1:]
-    pmf = np.clip(pmf, 0.0, None)  # (cfg, a, b) with a = z..k-1, b = 0..z
-    out = np.zeros((n_cfg, k))
-    out[:, z] += pmf[:, 0, z]
+    Gp = np.zeros((k - z + 1, z + 2, n_cfg))
+    Gp[1:, : z + 1] = G  # Gp[a-z+1, b] = G(a, b); Gp[0, :] = G(z-1, .) = 0; Gp[:, z+1] = G(., z+1) = 0
+    pmf = Gp[1:, :-1] - Gp[:-1, :-1] - Gp[1:, 1:] + Gp[:-1, 1:]
+    pmf = np.clip(pmf, 0.0, None, out=pmf)  # (a, b, cfg) with a = z..k-1, b = 0..z
+    out = np.zeros((k, n_cfg))
+    out[z] += pmf[0, z]
     for ai in range(1, k - z):  # up only
-        out[:, z + ai] += pmf[:, ai, z]
+        out[z + ai] += pmf[ai, z]
     for b in range(z):  # down only
-        out[:, b] += pmf[:, 0, b]
+        out[b] += pmf[0, b]
     if z > 0 and z < k - 1:
         conflict = _vector(spec["conflict"], ["down", "normal", "up"])
         for ai in range(1, k - z):
             for b in range(z):
-                m = pmf[:, ai, b]
-                out[:, b] += conflict[0] * m
-                out[:, z] += conflict[1] * m
-                out[:, z + ai] += conflict[2] * m
-    return out
+                m = pmf[ai, b]
+                out[b] += conflict[0] * m
+                out[z] += conflict[1] * m
+                out[z + ai] += conflict[2] * m
+    return out.T
 
 
 def _set_union_table(var: Variable, variables: Mapping[str, Variable]) -> np.ndarray:

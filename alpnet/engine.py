@@ -132,10 +132,12 @@ class Engine:
         self._block_cache: OrderedDict = OrderedDict()
         self._block_bytes = 0
         self._path_cache: dict = {}
+        self._paths: dict = {}
         self._cond_cache: OrderedDict = OrderedDict()
         self._columns: dict[str, np.ndarray] = {}
         self._context_set = set(self.context)
-        self._expand_cache: dict[tuple[int, ...], np.ndarray] = {}
+        self._context_roots = [v for v in self.context if not self.variables[v].parents]
+        self._runs: dict[tuple[int, ...], tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._cause_only_set = set(self.cause_only)
         self._live_level: dict[tuple[str, int], int] = {}
         self._context_parents = {f: [p for p in self.variables[f].parents if p in self._context_set]
@@ -247,8 +249,7 @@ class Engine:
             self._block_cache.move_to_end(cache_key)
             return hit
         if keep is None:  # (live block, m): see _grown_blocks
-            sliced = [v for v in self.context if isinstance(ev.get(v), (int, np.integer))]
-            factors, scale = self._context_factors([ev], sliced, self.cpts)
+            factors, scale = self._context_factors([ev], self._sliced_for([ev]), self.cpts)
             m = int(self._dead_prefix(factors, 1)[0])
             block = (self._grown_blocks(factors, scale, m)[0], m)
         else:
@@ -261,8 +262,7 @@ class Engine:
         a context parent that the block carries (not those :meth:`_moved_findings` moves out
         of it) and, for the live block, on hidden variables."""
         if keep is None:
-            hard = {v for v in self.context if isinstance(ev.get(v), (int, np.integer))}
-            moved = set(self._moved_findings([ev], hard, self.cpts))
+            moved = set(self._moved_single(ev))
             keys = [v for v in self.context if v in ev] + [f for f in self.with_context if f in ev and f not in moved]
             keys += [h for h in self.hidden if h in ev]
         else:
@@ -281,11 +281,25 @@ class Engine:
             self._block_bytes -= size(old)
 
     def _contract(self, expr: str, operands: Sequence[np.ndarray]) -> np.ndarray:
-        """``einsum(expr, *operands)``, with the contraction path compiled once per expression and shapes."""
+        """``einsum(expr, *operands)``, along a contraction path found once per expression.
+
+        The path is searched with the batch axis (:attr:`_batch_letter`) at a nominal
+        size, so that a row is contracted in the same order whatever the size of its
+        batch (its numbers then do not depend on it), and the search is not repeated for
+        every batch size. The compiled expression is cached per actual shapes.
+        """
         shapes = tuple(o.shape for o in operands)
         contract = self._path_cache.get((expr, shapes))
         if contract is None:
-            contract = opt_einsum.contract_expression(expr, *shapes, optimize="auto")
+            inputs = expr.split("->")[0].split(",")
+            nominal = tuple(tuple(16 if letter == self._batch_letter else size for letter, size in zip(sub, shape))
+                            for sub, shape in zip(inputs, shapes))
+            path = self._paths.get((expr, nominal))
+            if path is None:
+                path = opt_einsum.contract_path(expr, *nominal, shapes=True,
+                                                optimize="auto" if len(operands) <= 8 else "greedy")[0]
+                self._paths[(expr, nominal)] = path
+            contract = opt_einsum.contract_expression(expr, *shapes, optimize=path)
             self._path_cache[(expr, shapes)] = contract
             if len(self._path_cache) > 4096:
                 self._path_cache.pop(next(iter(self._path_cache)))
@@ -472,8 +486,25 @@ class Engine:
 
     def _moved_single(self, ev: Mapping[str, np.ndarray | int]) -> list[str]:
         """:meth:`_moved_findings` for one evidence set, with its cached context block."""
-        hard = {v for v in self.context if isinstance(ev.get(v), (int, np.integer))}
-        return self._moved_findings([ev], hard, self.cpts)
+        return self._moved_findings([ev], set(self._sliced_for([ev])), self.cpts)
+
+    def _sliced_for(self, evs: Sequence[Mapping[str, np.ndarray | int]]) -> list[str]:
+        """The context variables sliced out of the tables for these evidence sets.
+
+        When every context variable is known as one state in every row, all of them
+        are: the block is then a product of table entries, and it repeats across a
+        population (a few hundred patterns), so it is cached. Otherwise only the root
+        context variables (no parents: every cause's table has them, so summing them is
+        dear) are sliced where known, and every other context variable is weighted: one-hot
+        when known, its weights when soft, ones when not known. A row with partial context
+        then takes the same steps whichever of those variables it knows, so rows with
+        different patterns share a pass (:meth:`_posterior_many`), and a row's numbers are
+        the same alone or in a batch.
+        """
+        ints = (int, np.integer)
+        if all(isinstance(ev.get(v), ints) for ev in evs for v in self.context):
+            return list(self.context)
+        return [v for v in self._context_roots if all(isinstance(ev.get(v), ints) for ev in evs)]
 
     def context_likelihood_table(self, finding: str) -> np.ndarray:
         """``(n_context_configs * n_states, 2^k)`` for a finding with a context parent.
@@ -493,22 +524,6 @@ class Engine:
             tab = np.ascontiguousarray(flat[:, :, self._parent_columns(finding)].reshape(-1, 2**self.k))
             self._ctx_lik[finding] = tab
         return tab
-
-    def _expand_index(self, idx: tuple[int, ...]) -> np.ndarray:
-        """Flat index into a factor over ``idx`` for every configuration of hidden[min(idx):].
-
-        Those configurations are the first 2^(k - min(idx)) entries of the cause space
-        (every earlier variable absent), the last variable varying fastest.
-        """
-        hit = self._expand_cache.get(idx)
-        if hit is None:
-            low = idx[0]
-            suffix = np.arange(2 ** (self.k - low))
-            hit = np.zeros(suffix.size, dtype=np.intp)
-            for p in idx:
-                hit = hit * 2 + ((suffix >> (self.k - 1 - p)) & 1)
-            self._expand_cache[idx] = hit
-        return hit
 
     def _dead_prefix(self, factors: list[tuple[tuple[int, ...], np.ndarray]], B: int) -> np.ndarray:
         """Per row, how many leading hidden variables are ruled out (some factor is 0 when present).
@@ -557,7 +572,8 @@ class Engine:
             if len(idx) == 1:
                 singles[idx[0]] = table if singles[idx[0]] is None else singles[idx[0]] * table
             else:
-                at_level[idx[0]].append(table.reshape(B, -1)[:, self._expand_index(idx)])
+                w_shape, f_shape = self._run_shapes(idx)
+                at_level[idx[0]].append((w_shape, table.reshape((B,) + f_shape)))
         w = scale.reshape(B, 1).astype(float)
         for d in range(k - 1, m - 1, -1):
             n = w.shape[1]
@@ -570,9 +586,36 @@ class Engine:
                 np.multiply(w, s[:, 0:1], out=grown[:, :n])
                 np.multiply(w, s[:, 1:2], out=grown[:, n:])
             w = grown
-            for row in at_level[d]:
-                w *= row
+            for w_shape, factor in at_level[d]:  # broadcast over the variables it does not have
+                w.reshape((B,) + w_shape)[...] *= factor
         return w
+
+    def _run_shapes(self, idx: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Shapes that line a factor over ``idx`` up with a vector over hidden[idx[0]:].
+
+        The variables from idx[0] on fall in runs, alternately in the factor and not; each
+        run is one axis, of size 2^length in the vector, and in the factor 2^length or 1
+        (broadcast). Multiplying in place with these shapes is the same product, entry by
+        entry, as gathering the factor over the whole vector, without the gather.
+        """
+        hit = self._runs.get(idx)
+        if hit is None:
+            inside = set(idx)
+            w_shape: list[int] = []
+            f_shape: list[int] = []
+            prev = None
+            for v in range(idx[0], self.k):
+                flag = v in inside
+                if flag == prev:
+                    w_shape[-1] *= 2
+                    f_shape[-1] *= 2 if flag else 1
+                else:
+                    w_shape.append(2)
+                    f_shape.append(2 if flag else 1)
+                prev = flag
+            hit = (tuple(w_shape), tuple(f_shape))
+            self._runs[idx] = hit
+        return hit
 
     def _findings_product(self, evs: Sequence[Mapping[str, np.ndarray | int]], m: int = 0,
                           tables: Mapping[str, np.ndarray] | None = None,
@@ -623,8 +666,12 @@ class Engine:
         levels = sorted({b for bands in per_row for b in bands}, reverse=True)
         cache = not tables
         product: np.ndarray | None = None
+        narrow = self._band_of(k - 1, m)
         for band in levels:
             width = 2 ** (k - band)
+            if band == narrow:  # always the first: the narrow findings of every row, finding by finding
+                product = self._narrow_product([bands.get(band, []) for bands in per_row], band, tables)
+                continue
             if product is None:
                 product = np.ones((B, width))
                 for r, bands in enumerate(per_row):
@@ -643,6 +690,55 @@ class Engine:
                     out[:] = product[r]
             product = wide
         return product
+
+    def _narrow_product(self, items_per_row: list[list[tuple]], band: int,
+                        tables: Mapping[str, np.ndarray] | None) -> np.ndarray:
+        """``(rows, 2^(k - band))``: every row's findings in the narrow band, multiplied.
+
+        Narrow vectors are cheap, and which of them a row has rarely repeats, so they are
+        not cached: each finding is gathered for all rows at once (ones for a row that
+        does not observe it: a product with 1 is exact) and multiplied in, in the same
+        order as :meth:`_band_row` would, so the result is the same alone or in a batch.
+        """
+        k = self.k
+        B = len(items_per_row)
+        found: dict[tuple, dict[int, object]] = {}
+        for r, items in enumerate(items_per_row):
+            for neg_level, rank, f, e, is_moved in items:
+                found.setdefault((neg_level, rank, f, is_moved), {})[r] = e
+        prod: np.ndarray | None = None
+        for (neg_level, _, f, is_moved), states in sorted(found.items()):
+            size = 2 ** (k + neg_level)
+            if tables and f in tables:
+                tab = None
+            else:
+                tab = (self.context_likelihood_table(f) if is_moved else self.likelihood_table(f))[:, :size]
+            index = np.full(B, -1, dtype=np.intp)
+            soft: dict[int, bytes] = {}
+            for r, e in states.items():
+                if isinstance(e, int) and tab is not None:
+                    index[r] = e
+                else:
+                    soft[r] = e  # type: ignore[assignment]
+            rows = tab[np.maximum(index, 0)] if tab is not None else np.ones((B, size))
+            rows[index < 0] = 1.0
+            for r, e in soft.items():
+                if tab is None:
+                    rows[r] = self._gather(f, tables[f], e if isinstance(e, int) else np.frombuffer(e))[:size]  # type: ignore[index]
+                else:
+                    rows[r] = _weighted_rows(np.frombuffer(e)[None, :], tab)[0]
+            if prod is None:
+                prod = rows
+            elif size > prod.shape[1]:
+                prod = (rows.reshape(B, -1, prod.shape[1]) * prod[:, None, :]).reshape(B, -1)
+            else:
+                prod *= rows
+        width = 2 ** (k - band)
+        if prod is None:
+            return np.ones((B, width))
+        if prod.shape[1] < width:
+            prod = np.tile(prod, (1, width // prod.shape[1]))
+        return prod
 
     #: Levels at least this wide (2^(k-d) configurations) are bands of their own.
     WIDE_BAND = 4096
@@ -736,7 +832,7 @@ class Engine:
         """
         cpts = self.cpts if cpts is None else cpts
         B = len(evs)
-        sliced = [v for v in self.context if all(isinstance(ev.get(v), (int, np.integer)) for ev in evs)]
+        sliced = self._sliced_for(evs)
         moved = self._moved_findings(evs, set(sliced), cpts)
         blocks: list[tuple[np.ndarray, int] | None] = [None] * B
         keys: list[tuple] = []
@@ -758,7 +854,7 @@ class Engine:
                 W = self._grown_blocks(part, scale[rows], m)
                 for i, j in enumerate(rows.tolist()):
                     blocks[todo[j]] = (W[i], m)
-                    if keys:
+                    if keys and len(sliced) == len(self.context):  # partial context rarely repeats
                         self._remember_block(keys[todo[j]], (W[i].copy(), m))
         out = []
         live = np.fromiter((b[1] for b in blocks), dtype=np.intp, count=B)  # type: ignore[index]
@@ -987,24 +1083,28 @@ class Engine:
 
         ints = (int, np.integer)
         context = self.context
-        movable = [(f, self._context_parents[f]) for f in self.with_context]
+        roots = self._context_roots
+        with_context = [(f, self._context_parents[f]) for f in self.with_context]
 
-        # rows computed together must take the same path (the same variables observed,
-        # hard or soft), so that a row's numbers never depend on its neighbours
+        # Rows computed together must take the same path, so that a row's numbers never
+        # depend on its neighbours: the same context variables sliced (:meth:`_sliced_for`)
+        # and the same findings with a context parent in the block. A weighted variable takes
+        # one path whatever its evidence; evidence on a hidden variable multiplies by exactly 1
+        # where it is absent.
         def path(ev: Mapping[str, np.ndarray | int]) -> tuple:
-            # a context variable is sliced (one state) or weighted (weights or not known);
-            # evidence on a hidden variable multiplies by exactly 1 where it is absent.
-            # Observed or not, a finding that can be moved (:meth:`_moved_findings`) takes one path.
             get = ev.get
-            hard = [isinstance(get(v), ints) for v in context]
-            for f, parents in movable:
+            full = all(isinstance(get(v), ints) for v in context)
+            sliced = context if full else [v for v in roots if isinstance(get(v), ints)]
+            key: list[object] = [full] + [v in sliced for v in roots]
+            for f, parents in with_context:
                 e = get(f)
-                soft = e is not None and not isinstance(e, ints)
-                if soft or not all(isinstance(get(p), ints) for p in parents):
-                    hard.append(0 if e is None else 2 if soft else 1)
+                if e is not None and not isinstance(e, ints):
+                    key.append(2)  # soft: carried by the block
+                elif all(p in sliced for p in parents):
+                    key.append(0)  # moved out of the block when observed (:meth:`_moved_findings`)
                 else:
-                    hard.append(0)
-            return tuple(hard)
+                    key.append(0 if e is None else 1)
+            return tuple(key)
 
         signature = [path(ev) for ev in evs]
         order = sorted(range(len(evs)), key=lambda i: signature[i])
