@@ -20,27 +20,37 @@ that, and nothing more:
 * everything that involves context variables (their priors, the causes' CPTs,
   findings with a context parent) gives the *context block*, a vector over the
   cause space. The tables are sliced at the observed context states; a context
-  variable that is not observed (or only softly) is summed out together with the
-  few tables that mention it (one small einsum per such group), so what is left
-  is a set of small factors over the causes. The block is grown from them one
-  cause at a time, from the last to the first, each factor multiplied in once all
-  its causes have joined (:meth:`Engine._grown_blocks`). It depends only on the
-  evidence about context variables and is cached per context pattern;
+  variable that is not sliced is weighted by its evidence (one-hot, a likelihood
+  vector or ones) and summed out together with the few tables that mention it (one
+  small einsum per such group), so what is left is a set of small factors over the
+  causes. Which variables are sliced (:meth:`Engine._sliced_for`): all of them when
+  the whole context is known, and then the block repeats across a population and is
+  cached per context pattern; otherwise only the root context variables (age, sex),
+  so that rows with different partial patterns take the same steps and share a
+  batch. The block is grown from the factors one cause at a time, from the last to
+  the first, each factor multiplied in (broadcast over the causes it does not have)
+  once all its causes have joined (:meth:`Engine._grown_blocks`);
 * when the context rules out the first causes in the order, their configurations
   carry no weight and the live ones are a prefix of the cause space: only that
   prefix is computed (:meth:`Engine._dead_prefix`); a man's joint is half as long;
-* the findings' likelihoods are multiplied together from the finding that depends
-  on the fewest (last) causes to the one that depends on the first: a finding
-  whose first cause is ``hidden[d]`` is a function of ``hidden[d:]``, whose values
-  are the first ``2^(k-d)`` entries of its table rows, so most findings cost a
-  short vector and only the few that involve the first causes touch the whole
-  space (:meth:`Engine._findings_product`). A finding with a context parent that
-  is observed acts like one of these, with a table per context state;
+* a finding whose first cause is ``hidden[d]`` is a function of ``hidden[d:]``,
+  whose values are the first ``2^(k-d)`` entries of its table rows, so most findings
+  cost a short vector and only the few that involve the first causes touch the whole
+  space. The findings are grouped in bands by that level: each wide level is a band,
+  the narrow ones share one. A row's findings in a wide band are multiplied into one
+  vector that depends only on the states they take and is cached (most rows of a
+  population repeat a few combinations: most labs are normal); the narrow band is
+  multiplied for all rows of a batch at once. The running product is widened band by
+  band (:meth:`Engine._findings_product`). A finding with a context parent that is
+  sliced acts like one of these, with a table per context state;
 * the posterior joint is ``block * product``; its normaliser is P(evidence). The
   cause marginals are two sums over the joint viewed as a ``2^a x 2^b`` matrix and
   two small products with the halves' bits (:func:`row_marginals`);
-* batches (``posterior_many``) run the same steps for 16 evidence sets at a time,
-  the context tables gathered per row and the products done row-wise;
+* batches (``posterior_many``) run the same steps for 16 evidence sets at a time.
+  Rows share a pass only when they take the same steps (the same variables sliced,
+  the same findings with a context parent carried by the block), contraction paths
+  do not depend on the batch size, and every other step is elementwise, so a row's
+  numbers are the same, to the last bit, alone (``diagnose``) or in any batch;
 * for ranking tests, :meth:`Engine.conditional_table` gives P(variable | C, e) for
   a question or a test with a context parent. The findings' likelihoods cancel
   in it, so it depends on the context evidence only and is cached with the block.
@@ -56,7 +66,9 @@ The cause space costs ``2^k * 8`` bytes per vector and the likelihood tables
 ``2^k * 8`` bytes per finding state. :data:`MAX_HIDDEN` bounds ``k``. A prior set
 with more causes is answered by pgmpy's exact inference, with a warning, when its
 largest table fits in memory, and refused with an error naming the limit otherwise
-(:func:`alpnet.reference_engine.choose_engine`).
+(:func:`alpnet.reference_engine.choose_engine`). The caches are bounded in bytes
+(:attr:`Engine.BLOCK_CACHE_BYTES`, :attr:`Engine.BAND_CACHE_BYTES`), least recently
+used first out, so memory stays flat however many cases are scored.
 """
 
 from __future__ import annotations
