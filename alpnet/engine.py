@@ -848,7 +848,8 @@ class Engine:
         moved = self._moved_findings(evs, set(sliced), cpts)
         blocks: list[tuple[np.ndarray, int] | None] = [None] * B
         keys: list[tuple] = []
-        if cpts is self.cpts:  # blocks depend on the context pattern only: a population repeats a few
+        full = len(sliced) == len(self.context)
+        if cpts is self.cpts and full:  # then blocks depend on the context pattern only: a population repeats a few
             keys = [self._block_key(ev) for ev in evs]
             for r, key in enumerate(keys):
                 hit = self._block_cache.get(key)
@@ -856,6 +857,7 @@ class Engine:
                     self._block_cache.move_to_end(key)
                     blocks[r] = hit
         todo = [r for r in range(B) if blocks[r] is None]
+        grown: dict[int, tuple[np.ndarray, list[int]]] = {}  # m -> (blocks, their rows), to use in place
         if todo:
             part_evs = [evs[r] for r in todo] if len(todo) < B else evs
             factors, scale = self._context_factors(part_evs, sliced, cpts)
@@ -864,18 +866,22 @@ class Engine:
                 rows = np.flatnonzero(dead == m)
                 part = factors if len(rows) == len(todo) else [(idx, t[rows]) for idx, t in factors]
                 W = self._grown_blocks(part, scale[rows], m)
+                grown[m] = (W, [todo[j] for j in rows.tolist()])
                 for i, j in enumerate(rows.tolist()):
                     blocks[todo[j]] = (W[i], m)
-                    if keys and len(sliced) == len(self.context):  # partial context rarely repeats
+                    if keys:
                         self._remember_block(keys[todo[j]], (W[i].copy(), m))
         out = []
         live = np.fromiter((b[1] for b in blocks), dtype=np.intp, count=B)  # type: ignore[index]
         for m in np.unique(live).tolist():
             rows = np.flatnonzero(live == m)
-            W = np.stack([blocks[r][0] for r in rows.tolist()])  # type: ignore[index]
+            if m in grown and grown[m][1] == rows.tolist():
+                W = grown[m][0]  # computed here for exactly these rows: multiplied in place
+            else:
+                W = np.stack([blocks[r][0] for r in rows.tolist()])  # type: ignore[index]
             product = self._findings_product([evs[r] for r in rows], m, tables, moved)
             if product is not None:
-                W = (W.reshape(len(rows), -1, product.shape[1]) * product[:, None, :]).reshape(len(rows), -1)
+                W.reshape(len(rows), -1, product.shape[1])[...] *= product[:, None, :]
             out.append((rows, W, m))
         return out
 
