@@ -9,6 +9,7 @@ parameter id, the variables whose table it enters, and sets values in place
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
@@ -21,11 +22,26 @@ from .priors import Parameter, PriorSet, Row, _column_of
 __all__ = ["parameter_owners", "temporary_values", "assigned_values", "tables_for", "model_parameters"]
 
 
+#: id(prior set) -> (a weak reference to it, its owners); a set's entry goes when the set does
+_OWNERS: dict[int, tuple[weakref.ref, dict[str, list[str]]]] = {}
+
+
 def parameter_owners(pset: PriorSet) -> dict[str, list[str]]:
     """Parameter id -> names of the variables whose table it enters.
 
-    Parameters that enter no table (reference ranges, costs) are not listed.
+    Parameters that enter no table (reference ranges, costs) are not listed. The walk
+    over the prior set is done once per set (the structure does not change with the
+    values) and a copy is returned.
     """
+    entry = _OWNERS.get(id(pset))
+    if entry is None or entry[0]() is not pset:
+        key = id(pset)
+        entry = (weakref.ref(pset, lambda _ref: _OWNERS.pop(key, None)), _walk_owners(pset))
+        _OWNERS[key] = entry
+    return {pid: list(names) for pid, names in entry[1].items()}
+
+
+def _walk_owners(pset: PriorSet) -> dict[str, list[str]]:
     ids = {id(p): pid for pid, p in pset.parameters.items()}
     owners: dict[str, list[str]] = {}
 
