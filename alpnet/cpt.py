@@ -117,6 +117,28 @@ def _parent_bits(n: int) -> np.ndarray:
     return grid.astype(bool)
 
 
+def _over_configurations(base: np.ndarray, factors: list[np.ndarray], bits: np.ndarray | None) -> np.ndarray:
+    """``base * prod(factors[i] for every active parent i)``, one column per parent configuration.
+
+    Shape ``base.shape + (configs,)``: the configurations last, so that every step runs
+    over long contiguous rows. With ``bits`` None, all 2^n configurations (the first
+    parent slowest, as in :func:`_parent_bits`), grown one parent at a time, each step
+    doubling the columns; otherwise the configurations ``bits`` (configs, n) lists.
+    """
+    if bits is None:
+        out = np.empty(base.shape + (2 ** len(factors),))
+        out[..., 0] = base
+        width = 1
+        for f in reversed(factors):  # the new parent varies slowest: absent, then present
+            np.multiply(out[..., :width], f[..., None], out=out[..., width:2 * width])
+            width *= 2
+        return out
+    out = np.broadcast_to(base[..., None], base.shape + (bits.shape[0],)).copy()
+    for i, f in enumerate(factors):
+        out = np.where(bits[:, i], out * f[..., None], out)
+    return out
+
+
 def _check_binary_parents(var: Variable, variables: Mapping[str, Variable]) -> list[int]:
     """Index of the active state of each (binary) parent."""
     out = []
@@ -148,20 +170,8 @@ def _noisy_max_columns(var: Variable, bits: np.ndarray | None) -> np.ndarray:
 
     # G[a, b, cfg]: the configurations last, so that every step below runs over long
     # contiguous rows (the first parent varies slowest, as in _parent_bits)
-    base = window(leak)
-    if bits is None:  # every configuration: grown parent by parent, each step doubling the columns
-        n_cfg = 2 ** len(var.parents)
-        G = np.empty(base.shape + (n_cfg,))
-        G[..., 0] = base
-        width = 1
-        for q in reversed(links):  # the new parent varies slowest: absent, then present
-            np.multiply(G[..., :width], window(q)[..., None], out=G[..., width:2 * width])
-            width *= 2
-    else:
-        n_cfg = bits.shape[0]
-        G = np.broadcast_to(base[..., None], base.shape + (n_cfg,)).copy()
-        for i, q in enumerate(links):
-            G = np.where(bits[None, None, :, i], G * window(q)[..., None], G)
+    G = _over_configurations(window(leak), [window(q) for q in links], bits)
+    n_cfg = G.shape[-1]
     # point masses of (U = a, D = b): difference the 'window' probabilities
     Gp = np.zeros((k - z + 1, z + 2, n_cfg))
     Gp[1:, : z + 1] = G  # Gp[a-z+1, b] = G(a, b); Gp[0, :] = G(z-1, .) = 0; Gp[:, z+1] = G(., z+1) = 0
@@ -207,19 +217,8 @@ def _set_union_columns(var: Variable, bits: np.ndarray | None) -> np.ndarray:
     leak = _vector(spec["leak"], emit_states)
     links = [_vector(spec["links"][p], emit_states) for p in var.parents]
     # H per subset T (rows) and parent configuration (columns, the first parent slowest)
-    if bits is None:  # every configuration: grown parent by parent, each step doubling the columns
-        n_cfg = 2 ** len(var.parents)
-        Hprod = np.empty((subsets.shape[0], n_cfg))
-        Hprod[:, 0] = H(leak)
-        width = 1
-        for q in reversed(links):  # the new parent varies slowest: absent, then present
-            np.multiply(Hprod[:, :width], H(q)[:, None], out=Hprod[:, width:2 * width])
-            width *= 2
-    else:
-        n_cfg = bits.shape[0]
-        Hprod = np.broadcast_to(H(leak)[:, None], (subsets.shape[0], n_cfg)).copy()
-        for i, q in enumerate(links):
-            Hprod = np.where(bits[None, :, i], Hprod * H(q)[:, None], Hprod)
+    Hprod = _over_configurations(H(leak), [H(q) for q in links], bits)
+    n_cfg = Hprod.shape[-1]
     # Moebius inversion, P(set == S) = sum over T subset of S of (-1)^{|S|-|T|} H(T), done
     # one component at a time: m passes of differences between contiguous halves
     pset = Hprod.reshape((2,) * m + (n_cfg,))  # a fresh array: changed in place

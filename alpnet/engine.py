@@ -682,7 +682,7 @@ class Engine:
         for band in levels:
             width = 2 ** (k - band)
             if band == narrow:  # always the first: the narrow findings of every row, finding by finding
-                product = self._narrow_product([bands.get(band, []) for bands in per_row], band, tables)
+                product = self._band_products([bands.get(band, []) for bands in per_row], band, tables)
                 continue
             if product is None:
                 product = np.ones((B, width))
@@ -703,14 +703,17 @@ class Engine:
             product = wide
         return product
 
-    def _narrow_product(self, items_per_row: list[list[tuple]], band: int,
-                        tables: Mapping[str, np.ndarray] | None) -> np.ndarray:
-        """``(rows, 2^(k - band))``: every row's findings in the narrow band, multiplied.
+    def _band_products(self, items_per_row: list[list[tuple]], band: int,
+                       tables: Mapping[str, np.ndarray] | None) -> np.ndarray:
+        """``(rows, 2^(k - band))``: every row's findings in one band, multiplied.
 
-        Narrow vectors are cheap, and which of them a row has rarely repeats, so they are
-        not cached: each finding is gathered for all rows at once (ones for a row that
-        does not observe it: a product with 1 is exact) and multiplied in, in the same
-        order as :meth:`_band_row` would, so the result is the same alone or in a batch.
+        ``items_per_row`` holds each row's ``(-level, rank, finding, state key, moved)``.
+        Findings are multiplied in a fixed order (narrowest level first, then the prior
+        set's order), each narrower vector repeated across the wider one; each finding is
+        gathered for all rows at once, with ones for a row that does not observe it (a
+        product with 1 is exact), so a row's result is the same alone or in a batch. The
+        narrow band goes through here directly (cheap, and its combinations rarely
+        repeat); a wide band one row at a time, cached (:meth:`_band_row`).
         """
         k = self.k
         B = len(items_per_row)
@@ -776,12 +779,8 @@ class Engine:
 
     def _band_row(self, m: int, band: int, items: list[tuple], tables: Mapping[str, np.ndarray] | None,
                   cache: bool) -> np.ndarray:
-        """The product of one row's findings in one band, over 2^(k - band) configurations.
-
-        ``items`` are ``(-level, rank, finding, state key, moved)``; they are multiplied
-        in a fixed order (narrowest level first, then the prior set's order), each
-        narrower vector repeated across the wider one.
-        """
+        """The product of one row's findings in one band (:meth:`_band_products`), cached by
+        the states they take when ``cache``."""
         items.sort()
         key = (m, band) + tuple((f, e) for _, _, f, e, _ in items)
         if cache:
@@ -789,28 +788,7 @@ class Engine:
             if hit is not None:
                 self._band_cache.move_to_end(key)
                 return hit
-        k = self.k
-        prod: np.ndarray | None = None
-        for neg_level, _, f, e, is_moved in items:
-            size = 2 ** (k + neg_level)
-            if tables and f in tables:
-                row = self._gather(f, tables[f], e if isinstance(e, int) else np.frombuffer(e))[:size]
-            else:
-                tab = self.context_likelihood_table(f) if is_moved else self.likelihood_table(f)
-                if isinstance(e, int):
-                    row = tab[e, :size]
-                else:
-                    row = _weighted_rows(np.frombuffer(e)[None, :], tab[:, :size])[0]
-            if prod is None:
-                prod = np.array(row)
-            elif size > prod.size:
-                prod = (row.reshape(-1, prod.size) * prod).reshape(-1)
-            else:
-                prod *= row
-        width = 2 ** (k - band)
-        assert prod is not None
-        if prod.size < width:
-            prod = np.tile(prod, width // prod.size)
+        prod = self._band_products([items], band, tables)[0]
         if cache:
             self._band_cache[key] = prod
             self._band_bytes += prod.nbytes
@@ -1111,9 +1089,8 @@ class Engine:
         # where it is absent.
         def path(ev: Mapping[str, np.ndarray | int]) -> tuple:
             get = ev.get
-            full = all(isinstance(get(v), ints) for v in context)
-            sliced = context if full else [v for v in roots if isinstance(get(v), ints)]
-            key: list[object] = [full] + [v in sliced for v in roots]
+            sliced = self._sliced_for([ev])
+            key: list[object] = [len(sliced) == len(context)] + [v in sliced for v in roots]
             for f, parents in with_context:
                 e = get(f)
                 if e is not None and not isinstance(e, ints):

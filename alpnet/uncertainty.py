@@ -241,14 +241,8 @@ def _gain(engine: Any, ev: Mapping[str, Any], test: str, table: np.ndarray | Non
           structural: Mapping[str, np.ndarray]) -> float:
     """I(C; T | e) in bits under redrawn tables."""
     if test in engine.cause_only:  # depends on the test's parents only: sum p onto their configurations
-        flat = table.reshape(table.shape[0], -1)
-        p_parents = np.bincount(engine._parent_columns(test), weights=p, minlength=flat.shape[1])
-        P = flat @ p_parents
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.where(flat > 0, np.log2(np.where(flat > 0, flat, 1.0)), 0.0)
-            HT = -(P[P > 0] * np.log2(P[P > 0])).sum()
-        HTC = -((flat * logs).sum(axis=0) @ p_parents)
-        return float(max(HT - HTC, 0.0))
+        K = table.reshape(table.shape[0], -1)
+        weights = np.bincount(engine._parent_columns(test), weights=p, minlength=K.shape[1])
     else:
         cpts = {**engine.cpts, **structural}
         if table is not None:
@@ -256,9 +250,10 @@ def _gain(engine: Any, ev: Mapping[str, Any], test: str, table: np.ndarray | Non
         kept = engine._contract_block(ev, test, cpts)
         total = kept.sum(axis=0)
         K = np.divide(kept, total[None, :], out=np.zeros_like(kept), where=total[None, :] > 0)
-    P = K @ p
+        weights = p
+    P = K @ weights
     with np.errstate(divide="ignore", invalid="ignore"):
         logK = np.where(K > 0, np.log2(np.where(K > 0, K, 1.0)), 0.0)
         HT = -(P[P > 0] * np.log2(P[P > 0])).sum()
-    HTC = -((K * logK).sum(axis=0) @ p)
+    HTC = -((K * logK).sum(axis=0) @ weights)
     return float(max(HT - HTC, 0.0))
