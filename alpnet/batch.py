@@ -19,7 +19,9 @@ rows come from one call of ``model.engine.posterior_many``.
 
 Output columns: the pass-through columns (in input order), then
 ``posterior.<cause>`` for every cause, ``leading_cause``, and with ``next_test``
-also ``next_test`` and ``next_test_gain_bits``. A failed row keeps its place with
+also ``next_test`` and ``next_test_gain_bits``, and with credible intervals
+(:class:`CredibleIntervals`) ``posterior_low.<cause>`` and ``posterior_high.<cause>``
+for every cause and ``leading_cause_stays``. A failed row keeps its place with
 empty results.
 """
 
@@ -40,7 +42,7 @@ from .schema import SECTIONS, case_schema
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["ColumnPlan", "plan_columns", "row_to_case", "row_evidence", "chunk_evidence", "score_frame",
+__all__ = ["ColumnPlan", "CredibleIntervals", "plan_columns", "row_to_case", "row_evidence", "chunk_evidence", "score_frame",
            "score_chunk", "output_columns",
            "ERROR_COLUMNS", "BOOLEAN_WORDS"]
 
@@ -48,6 +50,37 @@ __all__ = ["ColumnPlan", "plan_columns", "row_to_case", "row_evidence", "chunk_e
 ERROR_COLUMNS = ["row", "case_id", "column", "value", "reason"]
 #: Accepted spellings of a boolean cell (case-insensitive).
 BOOLEAN_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+@dataclass(frozen=True)
+class CredibleIntervals:
+    """Ask for credible intervals per row, from parameter draws.
+
+    The draws are those of :func:`alpnet.uncertainty.posterior_uncertainty` with the same
+    seed (``alpnet diagnose --uncertainty``), so a row's interval is the one its case gets
+    alone. Each row costs about ``draws`` times a posterior.
+
+    Attributes
+    ----------
+    draws : int
+        Parameter draws (at least 2).
+    seed : int or None
+        Seed of the draws; None draws afresh every run.
+    level : float
+        Credible level of the central intervals, strictly between 0 and 1.
+    """
+
+    draws: int = 200
+    seed: int | None = 0
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        from .uncertainty import _check_draws
+
+        _check_draws(self.draws, self.level)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
+                                      or self.seed < 0):
+            raise CaseError(f"seed {self.seed!r}: must be a non-negative integer or None")
 
 
 @dataclass
@@ -172,12 +205,21 @@ def plan_columns(columns: Iterable[Any], pset) -> ColumnPlan:
                       booleans=booleans, numbers=numbers, integers=integers)
 
 
-def output_columns(model: "Model", plan: ColumnPlan, *, next_test: bool = False) -> list[str]:
-    """The output header: pass-through columns, posteriors, leading cause (and next test)."""
+def output_columns(model: "Model", plan: ColumnPlan, *, next_test: bool = False,
+                   intervals: CredibleIntervals | None = None) -> list[str]:
+    """The output header: pass-through columns, posteriors, leading cause (then next test, intervals)."""
     cols = list(plan.passthrough) + [f"posterior.{c}" for c in model.causes] + ["leading_cause"]
     if next_test:
         cols += ["next_test", "next_test_gain_bits"]
+    if intervals is not None:
+        cols += interval_columns(model)
     return cols
+
+
+def interval_columns(model: "Model") -> list[str]:
+    """``posterior_low.<cause>`` and ``posterior_high.<cause>`` cause by cause, then
+    ``leading_cause_stays``."""
+    return [f"posterior_{end}.{c}" for c in model.causes for end in ("low", "high")] + ["leading_cause_stays"]
 
 
 # ----------------------------------------------------------------- one row
@@ -506,6 +548,7 @@ def chunk_evidence(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, fir
 
 
 def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_test: bool = False,
+                intervals: CredibleIntervals | None = None,
                 first_row: int = 1) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Score the rows of one chunk.
 
@@ -517,6 +560,9 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
     plan : ColumnPlan
     next_test : bool
         Also the best next test (by expected information gain) and its gain in bits.
+    intervals : CredibleIntervals, optional
+        Also the credible interval of every posterior and the share of draws in which
+        the leading cause stays the leading cause.
     first_row : int
         Row number of the chunk's first row (1 = the first row under the header).
 
@@ -574,12 +620,34 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
             tests[i], gains[i] = _best_test(model, evidences[j])
         post_df["next_test"] = tests
         post_df["next_test_gain_bits"] = gains
+    if intervals is not None:
+        post_df = pd.concat([post_df, _interval_frame(model, intervals, [evidences[j] for j in ok_rows],
+                                                      [good[j] for j in ok_rows], n)], axis=1)
     out = pd.concat([out, post_df], axis=1)
     errors.sort(key=lambda e: e["row"])
     return out, errors
 
 
+def _interval_frame(model: "Model", intervals: CredibleIntervals, evidences: list[dict[str, Any]],
+                    rows: list[int], n: int) -> pd.DataFrame:
+    """The interval columns of a chunk of ``n`` rows; ``rows`` are the scored rows' places."""
+    from .uncertainty import posterior_intervals
+
+    low, high, stays = posterior_intervals(model, evidences, draws=intervals.draws, seed=intervals.seed,
+                                           level=intervals.level)
+    k = len(model.causes)
+    both = np.full((n, 2 * k), np.nan)
+    both[rows, 0::2] = low
+    both[rows, 1::2] = high
+    frame = pd.DataFrame(both, columns=interval_columns(model)[:-1])
+    share = np.full(n, np.nan)
+    share[rows] = stays
+    frame["leading_cause_stays"] = share
+    return frame
+
+
 def score_frame(model: "Model", df: pd.DataFrame, *, next_test: bool = False,
+                intervals: CredibleIntervals | bool | None = None,
                 errors: Literal["raise", "keep"] = "raise") -> pd.DataFrame:
     """Score a DataFrame in the batch layout (case-format.md §5).
 
@@ -591,6 +659,11 @@ def score_frame(model: "Model", df: pd.DataFrame, *, next_test: bool = False,
         columns and pass-through columns.
     next_test : bool, default False
         Add ``next_test`` and ``next_test_gain_bits``.
+    intervals : CredibleIntervals or bool, optional
+        ``True`` for the defaults (200 draws, seed 0, 95%). Add ``posterior_low.<cause>``,
+        ``posterior_high.<cause>`` and
+        ``leading_cause_stays`` (the share of parameter draws in which the leading cause
+        stays first). Costs about ``intervals.draws`` posteriors a row.
     errors : {"raise", "keep"}
         ``"raise"``: the first bad row raises :class:`~alpnet.CaseError` naming its row,
         column and value. ``"keep"``: bad rows keep their place with empty results and
@@ -600,7 +673,7 @@ def score_frame(model: "Model", df: pd.DataFrame, *, next_test: bool = False,
     -------
     DataFrame
         Pass-through columns, ``posterior.<cause>`` for every cause, ``leading_cause``
-        (and the next-test columns). ``attrs`` holds ``errors`` (a DataFrame with
+        (then the next-test and interval columns). ``attrs`` holds ``errors`` (a DataFrame with
         columns ``row, case_id, column, value, reason``; row 1 is the first row) and
         ``model`` (version, prior-set hash, overrides).
 
@@ -614,8 +687,15 @@ def score_frame(model: "Model", df: pd.DataFrame, *, next_test: bool = False,
         raise CaseError(f"errors must be 'raise' or 'keep'; got {errors!r} instead")
     if not isinstance(df, pd.DataFrame):
         raise CaseError(f"df must be a pandas DataFrame; got {type(df).__name__} instead")
+    if intervals is True:
+        intervals = CredibleIntervals()
+    elif intervals is False:
+        intervals = None
+    if intervals is not None and not isinstance(intervals, CredibleIntervals):
+        raise CaseError(f"intervals must be True, False, None or a CredibleIntervals; got "
+                        f"{type(intervals).__name__} instead")
     plan = plan_columns(df.columns, model.priors)
-    out, errs = score_chunk(model, df, plan, next_test=next_test)
+    out, errs = score_chunk(model, df, plan, next_test=next_test, intervals=intervals)
     if errs and errors == "raise":
         e = errs[0]
         where = f", column {e['column']!r}" if e["column"] else ""
@@ -624,4 +704,6 @@ def score_frame(model: "Model", df: pd.DataFrame, *, next_test: bool = False,
     out.index = df.index
     out.attrs["errors"] = pd.DataFrame(errs, columns=ERROR_COLUMNS)
     out.attrs["model"] = model.version_info
+    if intervals is not None:
+        out.attrs["intervals"] = {"draws": intervals.draws, "seed": intervals.seed, "level": intervals.level}
     return out

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
 
-from .batch import ColumnPlan, output_columns, score_chunk
+from .batch import ColumnPlan, CredibleIntervals, interval_columns, output_columns, score_chunk
 from .errors import AlpnetError
 from .tableio import count_rows, table_format
 
@@ -71,9 +71,10 @@ class ModelRef:
         return model
 
 
-def _score_partition(part: pd.DataFrame, plan: ColumnPlan, ref: ModelRef, next_test: bool) -> pd.DataFrame:
+def _score_partition(part: pd.DataFrame, plan: ColumnPlan, ref: ModelRef, next_test: bool,
+                     intervals: CredibleIntervals | None) -> pd.DataFrame:
     model = ref.get()
-    out, errors = score_chunk(model, part, plan, next_test=next_test, first_row=1)
+    out, errors = score_chunk(model, part, plan, next_test=next_test, intervals=intervals, first_row=1)
     col = [""] * len(out)
     for e in errors:  # rows are local (1 = the partition's first row); the driver adds the offset
         i = e["row"] - 1
@@ -82,7 +83,8 @@ def _score_partition(part: pd.DataFrame, plan: ColumnPlan, ref: ModelRef, next_t
     return out
 
 
-def _meta(model: "Model", plan: ColumnPlan, next_test: bool, ddf) -> pd.DataFrame:
+def _meta(model: "Model", plan: ColumnPlan, next_test: bool, intervals: CredibleIntervals | None,
+          ddf) -> pd.DataFrame:
     meta = {c: ddf._meta[c] for c in plan.passthrough}
     frame = pd.DataFrame(meta)
     for c in model.causes:
@@ -91,11 +93,15 @@ def _meta(model: "Model", plan: ColumnPlan, next_test: bool, ddf) -> pd.DataFram
     if next_test:
         frame["next_test"] = pd.Series(dtype="object")
         frame["next_test_gain_bits"] = pd.Series(dtype="float64")
+    if intervals is not None:
+        for c in interval_columns(model):
+            frame[c] = pd.Series(dtype="float64")
     frame[_ERR] = pd.Series(dtype="object")
-    return frame[output_columns(model, plan, next_test=next_test) + [_ERR]]
+    return frame[output_columns(model, plan, next_test=next_test, intervals=intervals) + [_ERR]]
 
 
-def dask_chunks(model: "Model", input_path: Path, plan: ColumnPlan, *, next_test: bool, chunk_size: int,
+def dask_chunks(model: "Model", input_path: Path, plan: ColumnPlan, *, next_test: bool,
+                intervals: CredibleIntervals | None = None, chunk_size: int,
                 scheduler: str | None, model_spec: tuple[str | None, dict[str, float]] | None,
                 n_workers: int | None = None, processes: bool | None = None) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
     """Yield (scored rows, errors) per partition, in file order.
@@ -107,6 +113,7 @@ def dask_chunks(model: "Model", input_path: Path, plan: ColumnPlan, *, next_test
     input_path : Path
     plan : ColumnPlan
     next_test : bool
+    intervals : CredibleIntervals, optional
     chunk_size : int
         Rows per partition (approximate for CSV, whose partitions are cut by bytes).
     scheduler : str or None
@@ -134,7 +141,8 @@ def dask_chunks(model: "Model", input_path: Path, plan: ColumnPlan, *, next_test
                           blocksize=None if compression else blocksize, compression=compression)
     else:
         ddf = dd.read_parquet(str(input_path), split_row_groups=True)
-    scored = ddf.map_partitions(_score_partition, plan, ref, next_test, meta=_meta(model, plan, next_test, ddf))
+    scored = ddf.map_partitions(_score_partition, plan, ref, next_test, intervals,
+                                meta=_meta(model, plan, next_test, intervals, ddf))
     parts = scored.to_delayed()
     cluster = None
     if scheduler:

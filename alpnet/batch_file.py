@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
 import pandas as pd
 
-from .batch import ERROR_COLUMNS, ColumnPlan, output_columns, plan_columns, score_chunk
+from .batch import ERROR_COLUMNS, ColumnPlan, CredibleIntervals, interval_columns, output_columns, plan_columns, score_chunk
 from .errors import AlpnetError
 from .tableio import AtomicTableWriter, check_output_path, iter_chunks, read_columns, table_format
 
@@ -93,15 +93,16 @@ def prepare(input_path: str | Path, output: str | Path, *, errors_path: str | Pa
 
 
 def _local_chunks(model: "Model", input_path: Path, plan: ColumnPlan, next_test: bool,
-                  chunk_size: int) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
+                  intervals: CredibleIntervals | None, chunk_size: int) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
     row = 1
     for chunk in iter_chunks(input_path, chunk_size):
-        out, errors = score_chunk(model, chunk, plan, next_test=next_test, first_row=row)
+        out, errors = score_chunk(model, chunk, plan, next_test=next_test, intervals=intervals, first_row=row)
         row += len(chunk)
         yield out, errors
 
 
-def _arrow_schema(model: "Model", input_path: Path, plan: ColumnPlan, next_test: bool):
+def _arrow_schema(model: "Model", input_path: Path, plan: ColumnPlan, next_test: bool,
+                  intervals: CredibleIntervals | None):
     """Output Arrow schema: pass-through columns keep their input types (text from CSV)."""
     import pyarrow as pa
 
@@ -117,11 +118,13 @@ def _arrow_schema(model: "Model", input_path: Path, plan: ColumnPlan, next_test:
     fields.append(pa.field("leading_cause", pa.string()))
     if next_test:
         fields += [pa.field("next_test", pa.string()), pa.field("next_test_gain_bits", pa.float64())]
+    if intervals is not None:
+        fields += [pa.field(c, pa.float64()) for c in interval_columns(model)]
     return pa.schema(fields)
 
 
 def score_file(model: "Model", input_path: str | Path, output: str | Path, *, next_test: bool = False,
-               errors_path: str | Path | None = None, force: bool = False, chunk_size: int = 2000,
+               intervals: CredibleIntervals | None = None, errors_path: str | Path | None = None, force: bool = False, chunk_size: int = 2000,
                engine: Literal["local", "dask"] = "local", scheduler: str | None = None,
                progress: Callable[[int], None] | None = None,
                model_spec: tuple[str | None, dict[str, float]] | None = None,
@@ -135,6 +138,8 @@ def score_file(model: "Model", input_path: str | Path, output: str | Path, *, ne
         Formats from the extensions. The input is never modified.
     next_test : bool
         Add the best next test and its expected information gain.
+    intervals : CredibleIntervals, optional
+        Add every posterior's credible interval and ``leading_cause_stays``.
     errors_path : str or Path, optional
         Where bad rows are listed (default: ``<output stem>.errors.csv``). Always
         written, with a header only when no row failed.
@@ -174,15 +179,15 @@ def score_file(model: "Model", input_path: str | Path, output: str | Path, *, ne
         from .batch_dask import dask_chunks, require_dask
 
         require_dask()
-        chunks = dask_chunks(model, inp, plan, next_test=next_test, chunk_size=chunk_size, scheduler=scheduler,
-                             model_spec=model_spec)
+        chunks = dask_chunks(model, inp, plan, next_test=next_test, intervals=intervals, chunk_size=chunk_size,
+                             scheduler=scheduler, model_spec=model_spec)
     else:
-        chunks = _local_chunks(model, inp, plan, next_test, chunk_size)
-    header = output_columns(model, plan, next_test=next_test)
+        chunks = _local_chunks(model, inp, plan, next_test, intervals, chunk_size)
+    header = output_columns(model, plan, next_test=next_test, intervals=intervals)
     rows = failed = 0
     with AtomicTableWriter(out, force=force) as writer, AtomicTableWriter(errs, force=force) as err_writer:
         if writer.format == "parquet":
-            writer.set_schema(_arrow_schema(model, inp, plan, next_test))
+            writer.set_schema(_arrow_schema(model, inp, plan, next_test, intervals))
         if err_writer.format == "parquet":  # pragma: no cover - errors files are CSV by default
             import pyarrow as pa
 

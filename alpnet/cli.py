@@ -19,6 +19,8 @@ from . import __version__
 from .errors import AlpnetError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT = 0, 1, 2
+#: Rows per chunk of ``alpnet score``, and with ``--uncertainty`` (each row then costs ``--draws`` posteriors).
+CHUNK, CHUNK_WITH_INTERVALS = 2000, 250
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,13 +152,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             raise AlpnetError(f"{p}: {exc}") from None
         prepared.append((case, table, mappings))
     uncertain = {}
-    if args.uncertainty:
+    if _intervals_from_flags(args) is not None:
         from .uncertainty import posterior_uncertainty
 
-        if args.draws < 2:
-            raise AlpnetError(f"--draws {args.draws}: must be >= 2")
-        if not 0 < args.level < 1:
-            raise AlpnetError(f"--level {args.level}: must lie strictly between 0 and 1")
         for case, table, _ in prepared:
             uncertain[id(case)] = posterior_uncertainty(model, table.attrs["evidence"], draws=args.draws,
                                                         seed=args.seed, level=args.level)
@@ -492,10 +490,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- batch scoring / simulation
 
 
+def _intervals_from_flags(args: argparse.Namespace):
+    """``--uncertainty --draws --seed --level`` as a CredibleIntervals (None without
+    ``--uncertainty``); a bad value is an input error naming the flag."""
+    if not args.uncertainty:
+        return None
+    from .batch import CredibleIntervals
+
+    if args.draws < 2:
+        raise AlpnetError(f"--draws {args.draws}: must be a whole number >= 2")
+    if not 0 < args.level < 1:
+        raise AlpnetError(f"--level {args.level}: must lie strictly between 0 and 1 (0.95 for 95%)")
+    if args.seed < 0:
+        raise AlpnetError(f"--seed {args.seed}: must be a whole number >= 0")
+    return CredibleIntervals(draws=args.draws, seed=args.seed, level=args.level)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from .batch_file import check_paths, prepare, score_file
     from .model import DISCLAIMER
 
+    intervals = _intervals_from_flags(args)
+    if args.chunk_size is None:  # a chunk with intervals takes draws x as long: smaller ones keep progress moving
+        args.chunk_size = CHUNK_WITH_INTERVALS if intervals is not None else CHUNK
     if args.chunk_size < 1:
         raise AlpnetError(f"--chunk-size must be >= 1; got {args.chunk_size} instead")
     if args.scheduler and args.engine != "dask":
@@ -519,7 +536,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         bar = tqdm(total=count_rows(args.input), unit="rows", file=sys.stderr, dynamic_ncols=True,
                    desc="scoring", smoothing=0.1)
     try:
-        summary = score_file(model, args.input, args.output, next_test=args.next_test, errors_path=errors_path,
+        summary = score_file(model, args.input, args.output, next_test=args.next_test, intervals=intervals,
+                             errors_path=errors_path,
                              force=args.force, chunk_size=args.chunk_size, engine=args.engine,
                              scheduler=args.scheduler, progress=bar.update if bar is not None else None,
                              model_spec=(args.priors, _parse_params(getattr(args, "param", None))), plan=plan)
@@ -529,6 +547,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     info = model.version_info
     say(f"wrote {summary.output}: {summary.rows} row(s) scored with alpnet {info['version']}, "
         f"priors {info['priors_sha256'][:12]}" + (f", overrides {info['overrides']}" if info.get("overrides") else ""))
+    if intervals is not None:
+        say(f"credible intervals: central {intervals.level:.0%} of {intervals.draws} parameter draws, "
+            f"seed {intervals.seed}")
     say(DISCLAIMER)
     if summary.failed:
         sys.stderr.write(f"alpnet: {summary.failed} of {summary.rows} row(s) failed and have empty results; "
@@ -571,16 +592,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--param", action="append", metavar="ID=VALUE",
                            help="override one parameter (repeatable); recorded in the output")
 
+    def uncertainty_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--uncertainty", action="store_true",
+                       help="credible intervals from parameter draws matched to each number's range")
+        p.add_argument("--draws", type=int, default=200, help="parameter draws for --uncertainty (default 200)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+        p.add_argument("--level", type=float, default=0.95, help="credible level (default 0.95)")
+
     p = sub.add_parser("diagnose", help="posterior probability of every cause for one or more cases")
     p.add_argument("cases", nargs="*", metavar="CASE", help="case files (YAML or JSON)")
     p.add_argument("--example", action="append", metavar="NAME", help="a bundled example case (see `alpnet cases`)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--show-states", action="store_true", help="show how each input value became a model state")
-    p.add_argument("--uncertainty", action="store_true",
-                   help="credible intervals from parameter draws matched to each number's range")
-    p.add_argument("--draws", type=int, default=200, help="parameter draws for --uncertainty (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
-    p.add_argument("--level", type=float, default=0.95, help="credible level (default 0.95)")
+    uncertainty_flags(p)
     p.add_argument("--plot", metavar="FILE.png", help="also draw the posterior bars, prior marked (one case)")
     p.add_argument("--plot-network", action="store_true", help="with --plot: draw the network, causes shaded")
     p.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
@@ -685,11 +709,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--errors", metavar="FILE", help="where bad rows are listed (default: OUTPUT stem + .errors.csv)")
     sc.add_argument("--allow-errors", action="store_true", help="exit 0 even when some rows failed")
     sc.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
-    sc.add_argument("--chunk-size", type=int, default=2000, metavar="N", help="rows per chunk (default 2000)")
+    sc.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                    help=f"rows per chunk (default {CHUNK}; {CHUNK_WITH_INTERVALS} with --uncertainty)")
     sc.add_argument("--force", action="store_true", help="replace OUTPUT and the errors file if they exist")
     sc.add_argument("--engine", choices=["local", "dask"], default="local",
                     help="local (default) or dask (needs alpnet[dask])")
     sc.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: a LocalCluster)")
+    uncertainty_flags(sc)
     common(sc)
     sc.set_defaults(func=cmd_score)
 

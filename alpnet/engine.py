@@ -160,6 +160,25 @@ class Engine:
         self._band_cache: OrderedDict = OrderedDict()
         self._band_bytes = 0
 
+    def with_tables(self, cpts: Mapping[str, np.ndarray]) -> "Engine":
+        """An engine for the same network with other numbers in its tables.
+
+        What depends only on the network's shape (parent columns, runs, bands and
+        contraction paths) is shared with this engine when the enumeration order is the
+        same, so a parameter draw compiles in milliseconds and its first batch does not
+        search contraction paths again. Caches of numbers start empty.
+
+        Parameters
+        ----------
+        cpts : mapping
+            A table for every variable, shaped like :attr:`cpts`.
+        """
+        other = Engine(self.pset, cpts)
+        if other.hidden == self.hidden:
+            for name in ("_columns", "_runs", "_live_level", "_band_infos", "_paths", "_path_cache"):
+                setattr(other, name, getattr(self, name))
+        return other
+
     # ------------------------------------------------------------------ tables
     def likelihood_table(self, finding: str) -> np.ndarray:
         """``(n_states, 2^k)``: P(finding = state | cause configuration)."""

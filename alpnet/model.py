@@ -240,17 +240,21 @@ class Model:
         from .explain import explain
 
         return explain(self, case, cause=cause, versus=versus)
-    def score(self, df: pd.DataFrame, *, next_test: bool = False, errors: str = "raise") -> pd.DataFrame:
+    def score(self, df: pd.DataFrame, *, next_test: bool = False, intervals: Any = None,
+              errors: str = "raise") -> pd.DataFrame:
         """Score a table of cases in the batch layout (case-format.md §5), one row per case.
 
         Thin wrapper of :func:`alpnet.batch.score_frame`: pass-through columns, then
         ``posterior.<cause>`` for every cause, ``leading_cause`` (and ``next_test``,
-        ``next_test_gain_bits``). ``errors="keep"`` scores the good rows and lists the bad
-        ones in ``result.attrs["errors"]``; ``"raise"`` (default) stops at the first.
+        ``next_test_gain_bits``; with ``intervals=True`` or an
+        :class:`alpnet.batch.CredibleIntervals`, ``posterior_low.<cause>``,
+        ``posterior_high.<cause>`` and ``leading_cause_stays``). ``errors="keep"`` scores
+        the good rows and lists the bad ones in ``result.attrs["errors"]``; ``"raise"``
+        (default) stops at the first.
         """
         from .batch import score_frame
 
-        return score_frame(self, df, next_test=next_test, errors=errors)  # type: ignore[arg-type]
+        return score_frame(self, df, next_test=next_test, intervals=intervals, errors=errors)  # type: ignore[arg-type]
 
 
 def load_model(priors: str | Path | PriorSet | None = None, *, overrides: Mapping[str, float] | None = None) -> Model:

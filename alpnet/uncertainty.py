@@ -16,13 +16,17 @@ central 95% interval and draws the parameter from a distribution matched to both
 Each draw rebuilds only the tables the case's posterior depends on (context, causes,
 context-dependent findings and the observed findings) and runs the exact engine on
 them; information gains are recomputed for the best tests under the current values.
-The same seed gives the same draws.
+The same seed gives the same draws, and every parameter is drawn whatever the case
+needs, so the draws do not depend on the case. :func:`posterior_intervals` uses that
+for many cases at once (``alpnet score --uncertainty``): each draw compiles the whole
+network with the drawn tables (:meth:`alpnet.engine.Engine.with_tables`) and scores
+the cases as a batch, giving each case the interval it gets alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +36,7 @@ from .errors import CaseError
 from .parameters import assigned_values, parameter_owners, tables_for
 from .priors import PriorSet
 
-__all__ = ["draw_parameters", "posterior_uncertainty", "UncertaintyResult", "Z95"]
+__all__ = ["draw_parameters", "posterior_intervals", "posterior_uncertainty", "UncertaintyResult", "Z95"]
 
 #: A range is read as a central 95% interval: half-width / 1.96 is one standard deviation.
 Z95 = 1.959963984540054
@@ -114,6 +118,94 @@ def draw_parameters(pset: PriorSet, n: int, seed: int | None = None,
     return ids, values
 
 
+def _case_draws(pset: PriorSet, draws: int, seed: int | None,
+                wanted: set[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """Draws of every parameter, then the columns of the ``wanted`` ones.
+
+    Every parameter is drawn whatever the case needs, so a parameter's draws do not
+    depend on the case: with the same seed, one case alone and the same case in a batch
+    see the same numbers.
+    """
+    ids, values = draw_parameters(pset, draws, seed)
+    if wanted is None:
+        return ids, values
+    keep = [j for j, pid in enumerate(ids) if pid in wanted]
+    return [ids[j] for j in keep], values[:, keep]
+
+
+def _leading(P: np.ndarray, causes: list[str]) -> np.ndarray:
+    """Index of the leading cause along the last axis; ties go to the first name in sorted
+    order, as :meth:`Model.diagnose` breaks them."""
+    order = np.array(sorted(range(len(causes)), key=lambda k: causes[k]))
+    return order[np.argmax(P[..., order], axis=-1)]
+
+
+def _check_draws(draws: Any, level: Any) -> None:
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 2:
+        raise CaseError(f"--draws {draws}: must be an integer >= 2")
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
+        raise CaseError(f"credible level {level}: must lie strictly between 0 and 1")
+
+
+def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, draws: int = 200,
+                        seed: int | None = 0, level: float = 0.95,
+                        block: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Credible intervals of every cause's posterior for many cases at once.
+
+    The same draws as :func:`posterior_uncertainty` with the same seed, so each case's
+    interval is the one it gets alone (to rounding: here every draw compiles a whole
+    engine and scores the cases as a batch).
+
+    Parameters
+    ----------
+    model : alpnet.Model
+    evidences : sequence of mappings
+        Model evidence, one per case; every case must be possible under the model.
+    draws, seed, level :
+        As for :func:`posterior_uncertainty`.
+    block : int
+        Cases scored together per draw (bounds memory: ``block * draws * n_causes`` floats).
+
+    Returns
+    -------
+    low, high : ndarray, shape (n_cases, n_causes)
+        Bounds of the central credible intervals, causes in ``model.causes`` order.
+    leading_stays : ndarray, shape (n_cases,)
+        Share of draws in which the case's leading cause (under the prior set's values)
+        stays the leading cause.
+    """
+    from .cpt import build_cpts
+
+    _check_draws(draws, level)
+    if block < 1:
+        raise CaseError(f"block {block}: must be >= 1")
+    engine = model.engine
+    pset = model.priors
+    causes = list(pset.causes)
+    n = len(evidences)
+    low = np.full((n, len(causes)), np.nan)
+    high = np.full((n, len(causes)), np.nan)
+    stays = np.full(n, np.nan)
+    if n == 0:
+        return low, high, stays
+    ids, values = _case_draws(pset, draws, seed)
+    alpha = (1 - level) / 2
+    for start in range(0, n, block):
+        part = list(evidences[start:start + block])
+        P = np.empty((len(part), draws, len(causes)))
+        for d in range(draws):
+            with assigned_values(pset, ids, values[d]):
+                cpts = build_cpts(pset)
+            drawn = engine.with_tables(cpts)
+            raw = np.asarray(drawn.posterior_many(part), dtype=float)
+            P[:, d] = raw[:, [drawn.hidden.index(c) for c in causes]]
+        low[start:start + len(part)], high[start:start + len(part)] = np.quantile(P, [alpha, 1 - alpha], axis=1)
+        base = np.asarray(engine.posterior_many(part), dtype=float)[:, [engine.hidden.index(c) for c in causes]]
+        lead0 = _leading(base, causes)
+        stays[start:start + len(part)] = (_leading(P, causes) == lead0[:, None]).mean(axis=1)
+    return low, high, stays
+
+
 @dataclass
 class UncertaintyResult:
     """Credible intervals of the posteriors (and of the best tests' gains) under parameter draws.
@@ -176,10 +268,7 @@ def posterior_uncertainty(model: Any, evidence: Mapping[str, Any], *, draws: int
     -------
     UncertaintyResult
     """
-    if not isinstance(draws, (int, np.integer)) or draws < 2:
-        raise CaseError(f"--draws {draws}: must be an integer >= 2")
-    if not 0 < level < 1:
-        raise CaseError(f"credible level {level}: must lie strictly between 0 and 1")
+    _check_draws(draws, level)
     engine = model.engine
     pset = model.priors
     ev = engine.normalise(evidence)
@@ -188,7 +277,7 @@ def posterior_uncertainty(model: Any, evidence: Mapping[str, Any], *, draws: int
     causes = pset.causes
     ci = [hidden.index(c) for c in causes]
     post0 = n0[ci] / z0
-    lead0 = int(np.argmax(post0))
+    lead0 = int(_leading(post0, causes))
     owners = parameter_owners(pset)
     relevant = set(pset.context) | set(hidden) | {f for f in engine.with_context if f in ev} | {
         f for f in engine.cause_only if f in ev}
@@ -197,8 +286,8 @@ def posterior_uncertainty(model: Any, evidence: Mapping[str, Any], *, draws: int
     if ranking is not None:
         test_names = list(ranking[ranking["kind"] == "test"]["test"].head(tests))
     needed = sorted(relevant | set(test_names), key=list(pset.variables).index)
-    params = [pid for pid, vs in owners.items() if any(v in needed for v in vs)]
-    ids, values = draw_parameters(pset, draws, seed, params)
+    params = {pid for pid, vs in owners.items() if any(v in needed for v in vs)}
+    ids, values = _case_draws(pset, draws, seed, params)
     P = np.empty((draws, len(causes)))
     G = np.empty((draws, len(test_names)))
     for d in range(draws):
@@ -214,7 +303,7 @@ def posterior_uncertainty(model: Any, evidence: Mapping[str, Any], *, draws: int
                 G[d, j] = _gain(engine, ev, t, tables.get(t), p, structural)
     alpha = (1 - level) / 2
     lo_q, hi_q = np.quantile(P, [alpha, 1 - alpha], axis=0)
-    leads = np.argmax(P, axis=1)
+    leads = _leading(P, causes)
     rows = [{"cause": c, "label": pset.variables[c].label, "posterior": float(post0[i]), "mean": float(P[:, i].mean()),
              "low": float(lo_q[i]), "high": float(hi_q[i]), "p_leading": float((leads == i).mean())}
             for i, c in enumerate(causes)]

@@ -1,7 +1,7 @@
 """Batch scoring speed and memory: `alpnet score` on simulated files, pgmpy loop as the baseline.
 
 Run: ``python benchmarks/score.py [--sizes 10000,100000,1000000] [--baseline-rows 1000]
-[--next-test-rows 20] [--workdir DIR]``. Prints one Markdown table.
+[--next-test-rows 200] [--interval-rows 50 --interval-draws 200] [--workdir DIR]``. Prints one Markdown table.
 
 * Input files are made by ``alpnet simulate -n N --seed 1 --missing M`` (``--missing``, default 0.3; kept in
   ``--workdir`` and reused).
@@ -14,6 +14,9 @@ Run: ``python benchmarks/score.py [--sizes 10000,100000,1000000] [--baseline-row
   a small sample (``--next-test-rows``, scored with and without it: the difference is the
   ranking's own time) and the time for the full file is **extrapolated**
   from that rate (labelled as such).
+* ``--uncertainty`` (credible intervals per row) costs about ``--draws`` posteriors a row:
+  it is timed on its own sample (``--interval-rows`` rows, ``--interval-draws`` draws),
+  rows/s net of start-up.
 * The baseline is a pgmpy ``VariableElimination`` query of every cause per row, timed in
   this process on the first ``--baseline-rows`` rows of the smallest file (the same
   evidence alpnet reads from those rows; reading and mapping the rows is not counted for
@@ -116,6 +119,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
     ap.add_argument("--baseline-rows", type=int, default=1000, help="rows the pgmpy loop is timed on")
     ap.add_argument("--next-test-rows", type=int, default=200, help="rows --next-test is timed on")
+    ap.add_argument("--interval-rows", type=int, default=50, help="rows --uncertainty is timed on (0: skip)")
+    ap.add_argument("--interval-draws", type=int, default=200, help="--draws for the --uncertainty timing")
     ap.add_argument("--chunk-size", type=int, default=2000)
     ap.add_argument("--missing", type=float, default=0.3,
                     help="alpnet simulate --missing: the chance that each finding or history cell is empty")
@@ -138,6 +143,13 @@ def main() -> None:
     plain_s, _ = run(ALPNET + ["score", str(sample), "-o", str(workdir / "out-plain.csv"), "--quiet", "--force"])
     extra = nt_s - plain_s  # the ranking's own time: the same rows scored with and without it
     nt_rate = args.next_test_rows / extra if extra > 0 else float("nan")
+    if args.interval_rows > 0:
+        isample = head(simulated(workdir, min(sizes)), args.interval_rows, workdir / "iv-sample.csv")
+        iv_s, iv_mem = run(ALPNET + ["score", str(isample), "-o", str(workdir / "out-iv.csv"), "--quiet", "--force",
+                                     "--uncertainty", "--draws", str(args.interval_draws)])
+        rows_out.append((f"{args.interval_rows:,} (sample of the {min(sizes):,}-row file)",
+                         f"+ --uncertainty --draws {args.interval_draws}", fmt_time(iv_s),
+                         f"{args.interval_rows / max(iv_s - start_s, 1e-9):,.1f}", f"{iv_mem / 1024**2:.0f} MB"))
     rates = []
     for n in sizes:
         path = simulated(workdir, n)

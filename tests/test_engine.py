@@ -254,3 +254,25 @@ def test_batches_equal_one_case_at_a_time_exactly(model, rng):
             continue
         assert row.tolist() == [alone[h] for h in engine.hidden]
         assert engine.posterior(ev) == alone  # and with what the batches cached
+
+
+def test_engine_with_other_tables_equals_a_fresh_engine_and_leaves_the_original(model, rng):
+    """A parameter draw's engine (what batch intervals use) shares only the network's shape:
+    it answers as an engine built from scratch on the drawn tables, and the model's own
+    engine answers as before, whichever ran first."""
+    from alpnet.cpt import build_cpts
+    from alpnet.parameters import assigned_values
+    from alpnet.uncertainty import draw_parameters
+
+    engine = model.engine
+    evidences = [random_evidence(model, rng, p_observe=float(rng.uniform(0.1, 0.6))) for _ in range(40)]
+    before = engine.posterior_many(evidences)
+    ids, values = draw_parameters(model.priors, 1, seed=7)
+    with assigned_values(model.priors, ids, values[0]):
+        drawn = build_cpts(model.priors)
+    sibling = engine.with_tables(drawn)
+    fresh = type(engine)(engine.pset, drawn)
+    got, want = sibling.posterior_many(evidences), fresh.posterior_many(evidences)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert not np.allclose(got, before, equal_nan=True)  # the draw really changed the numbers
+    assert np.array_equal(engine.posterior_many(evidences), before, equal_nan=True)
