@@ -872,13 +872,18 @@ class Engine:
         live = np.fromiter((b[1] for b in blocks), dtype=np.intp, count=B)  # type: ignore[index]
         for m in np.unique(live).tolist():
             rows = np.flatnonzero(live == m)
+            product = self._findings_product([evs[r] for r in rows], m, tables, moved)
             if m in grown and grown[m][1] == rows.tolist():
                 W = grown[m][0]  # computed here for exactly these rows: multiplied in place
-            else:
+                if product is not None:
+                    W.reshape(len(rows), -1, product.shape[1])[...] *= product[:, None, :]
+            elif product is None:
                 W = np.stack([blocks[r][0] for r in rows.tolist()])  # type: ignore[index]
-            product = self._findings_product([evs[r] for r in rows], m, tables, moved)
-            if product is not None:
-                W.reshape(len(rows), -1, product.shape[1])[...] *= product[:, None, :]
+            else:  # cached blocks: one pass writes block times product (no stacked copy first)
+                W = np.empty((len(rows), 2 ** (self.k - m)))
+                P = product.shape[1]
+                for i, r in enumerate(rows.tolist()):
+                    np.multiply(blocks[r][0].reshape(-1, P), product[i], out=W[i].reshape(-1, P))  # type: ignore[index]
             out.append((rows, W, m))
         return out
 
