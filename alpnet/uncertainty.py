@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import marginals
-from .errors import CaseError
+from .errors import AlpnetError, CaseError
 from .parameters import assigned_values, parameter_owners, tables_for
 from .priors import PriorSet
 
@@ -180,6 +180,9 @@ def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, d
     if block < 1:
         raise CaseError(f"block {block}: must be >= 1")
     engine = model.engine
+    if not hasattr(engine, "with_tables"):
+        raise AlpnetError("credible intervals need alpnet's exact enumeration engine; this prior set has more "
+                          "causes than its limit (see alpnet.engine.MAX_HIDDEN)")
     pset = model.priors
     causes = list(pset.causes)
     n = len(evidences)

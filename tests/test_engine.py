@@ -214,6 +214,10 @@ def test_above_the_cause_limit_pgmpy_answers_with_a_warning(monkeypatch, mini):
         assert a.loc[cause, "prior"] == pytest.approx(b.loc[cause, "prior"], abs=1e-9)
     with pytest.raises(alpnet.AlpnetError, match="needs alpnet's exact enumeration engine"):
         fallback.rank_tests(evidence=ev)
+    from alpnet.uncertainty import posterior_intervals
+
+    with pytest.raises(alpnet.AlpnetError, match="need alpnet's exact enumeration engine"):
+        posterior_intervals(fallback, [ev], draws=4)
 
 
 def test_above_the_memory_limit_alpnet_stops_with_the_limit_named(monkeypatch):
