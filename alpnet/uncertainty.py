@@ -41,6 +41,8 @@ __all__ = ["draw_parameters", "posterior_intervals", "posterior_uncertainty", "U
 #: A range is read as a central 95% interval: half-width / 1.96 is one standard deviation.
 Z95 = 1.959963984540054
 MIN_CONCENTRATION = 2.0
+#: Bound on the posterior draws :func:`posterior_intervals` keeps at once (bytes).
+INTERVAL_BYTES = 256 * 1024**2
 
 
 def _beta_concentration(v: float, low: float, high: float) -> float | None:
@@ -164,7 +166,8 @@ def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, d
     draws, seed, level :
         As for :func:`posterior_uncertainty`.
     block : int
-        Cases scored together per draw (bounds memory: ``block * draws * n_causes`` floats).
+        At most this many cases are scored together per draw; fewer when their draws
+        would pass :data:`INTERVAL_BYTES` (``cases * draws * n_causes`` floats are kept).
 
     Returns
     -------
@@ -193,6 +196,7 @@ def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, d
         return low, high, stays
     ids, values = _case_draws(pset, draws, seed)
     alpha = (1 - level) / 2
+    block = max(1, min(block, INTERVAL_BYTES // (8 * draws * max(len(causes), 1))))
     for start in range(0, n, block):
         part = list(evidences[start:start + block])
         P = np.empty((len(part), draws, len(causes)))

@@ -154,3 +154,12 @@ def test_dask_intervals_identical_to_local(cohort_csv, tmp_path):
     assert main(args + ["-o", str(local)]) == 0
     assert main(args + ["-o", str(dist), "--engine", "dask", "--chunk-size", "4"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(local), pd.read_csv(dist), check_exact=False, rtol=0, atol=1e-12)
+
+
+def test_memory_bound_splits_cases_without_changing_intervals(model, cohort, scored, monkeypatch):
+    """Many draws are scored a few cases at a time (bounded memory) with the same results."""
+    import alpnet.uncertainty as uncertainty
+
+    monkeypatch.setattr(uncertainty, "INTERVAL_BYTES", 8 * DRAWS * len(model.causes) * 3)  # 3 cases at a time
+    small = model.score(cohort, intervals=CredibleIntervals(draws=DRAWS, seed=4), errors="keep")
+    pd.testing.assert_frame_equal(small, scored, check_exact=False, rtol=1e-12, atol=0)
