@@ -548,8 +548,8 @@ def chunk_evidence(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, fir
 
 
 def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_test: bool = False,
-                intervals: CredibleIntervals | None = None,
-                first_row: int = 1) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+                intervals: CredibleIntervals | None = None, first_row: int = 1,
+                progress: Callable[[float], None] | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Score the rows of one chunk.
 
     Parameters
@@ -565,6 +565,9 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
         the leading cause stays the leading cause.
     first_row : int
         Row number of the chunk's first row (1 = the first row under the header).
+    progress : callable, optional
+        With ``intervals``: called after every parameter draw with the rows it stands
+        for (the rows scored divided by the number of draws).
 
     Returns
     -------
@@ -622,19 +625,19 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
         post_df["next_test_gain_bits"] = gains
     if intervals is not None:
         post_df = pd.concat([post_df, _interval_frame(model, intervals, [evidences[j] for j in ok_rows],
-                                                      [good[j] for j in ok_rows], n)], axis=1)
+                                                      [good[j] for j in ok_rows], n, progress)], axis=1)
     out = pd.concat([out, post_df], axis=1)
     errors.sort(key=lambda e: e["row"])
     return out, errors
 
 
 def _interval_frame(model: "Model", intervals: CredibleIntervals, evidences: list[dict[str, Any]],
-                    rows: list[int], n: int) -> pd.DataFrame:
+                    rows: list[int], n: int, progress: Callable[[float], None] | None = None) -> pd.DataFrame:
     """The interval columns of a chunk of ``n`` rows; ``rows`` are the scored rows' places."""
     from .uncertainty import posterior_intervals
 
     low, high, stays = posterior_intervals(model, evidences, draws=intervals.draws, seed=intervals.seed,
-                                           level=intervals.level)
+                                           level=intervals.level, progress=progress)
     k = len(model.causes)
     both = np.full((n, 2 * k), np.nan)
     both[rows, 0::2] = low

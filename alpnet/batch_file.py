@@ -92,11 +92,36 @@ def prepare(input_path: str | Path, output: str | Path, *, errors_path: str | Pa
     return plan, errs
 
 
+class _RowTicker:
+    """Progress in whole rows from fractions of a chunk (a parameter draw scores all its rows
+    once): a chunk with credible intervals takes minutes, and the bar should move meanwhile."""
+
+    def __init__(self, progress: Callable[[int], None]):
+        self.progress = progress
+        self.done = 0.0
+        self.shown = 0
+
+    def tick(self, rows: float) -> None:
+        self.done += rows
+        step = int(self.done) - self.shown
+        if step > 0:
+            self.shown += step
+            self.progress(step)
+
+    def finish_chunk(self, rows: int) -> None:
+        """The chunk's rows are all done: show what the ticks have not, and start afresh."""
+        if rows > self.shown:
+            self.progress(rows - self.shown)
+        self.done, self.shown = 0.0, 0
+
+
 def _local_chunks(model: "Model", input_path: Path, plan: ColumnPlan, next_test: bool,
-                  intervals: CredibleIntervals | None, chunk_size: int) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
+                  intervals: CredibleIntervals | None, chunk_size: int,
+                  tick: Callable[[float], None] | None = None) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
     row = 1
     for chunk in iter_chunks(input_path, chunk_size):
-        out, errors = score_chunk(model, chunk, plan, next_test=next_test, intervals=intervals, first_row=row)
+        out, errors = score_chunk(model, chunk, plan, next_test=next_test, intervals=intervals, first_row=row,
+                                  progress=tick)
         row += len(chunk)
         yield out, errors
 
@@ -151,7 +176,8 @@ def score_file(model: "Model", input_path: str | Path, output: str | Path, *, ne
     scheduler : str, optional
         Address of a running Dask scheduler; default a LocalCluster.
     progress : callable, optional
-        Called with the number of rows of every finished chunk.
+        Called with a number of rows as they are done: every finished chunk, and with
+        ``intervals`` on the local engine also whole rows as the draws go.
     model_spec : (priors folder or None, overrides), optional
         How Dask workers in other processes rebuild the model.
 
@@ -175,6 +201,7 @@ def score_file(model: "Model", input_path: str | Path, output: str | Path, *, ne
         plan, errs = prepare(inp, out, errors_path=errors_path, force=force, pset=model.priors)
     else:
         errs = Path(errors_path) if errors_path else default_errors_path(out)
+    ticker = None
     if engine == "dask":
         from .batch_dask import dask_chunks, require_dask
 
@@ -182,7 +209,9 @@ def score_file(model: "Model", input_path: str | Path, output: str | Path, *, ne
         chunks = dask_chunks(model, inp, plan, next_test=next_test, intervals=intervals, chunk_size=chunk_size,
                              scheduler=scheduler, model_spec=model_spec)
     else:
-        chunks = _local_chunks(model, inp, plan, next_test, intervals, chunk_size)
+        ticker = _RowTicker(progress) if progress is not None and intervals is not None else None
+        chunks = _local_chunks(model, inp, plan, next_test, intervals, chunk_size,
+                               ticker.tick if ticker is not None else None)
     header = output_columns(model, plan, next_test=next_test, intervals=intervals)
     rows = failed = 0
     with AtomicTableWriter(out, force=force) as writer, AtomicTableWriter(errs, force=force) as err_writer:
@@ -199,7 +228,9 @@ def score_file(model: "Model", input_path: str | Path, output: str | Path, *, ne
                 err_writer.write(pd.DataFrame(errors, columns=ERROR_COLUMNS))
             rows += len(out_df)
             failed += len(errors)
-            if progress is not None:
+            if ticker is not None:
+                ticker.finish_chunk(len(out_df))
+            elif progress is not None:
                 progress(len(out_df))
         writer.commit(empty_columns=header)
         err_writer.commit(empty_columns=ERROR_COLUMNS)

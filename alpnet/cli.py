@@ -12,11 +12,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .formatting import percent as _pct
 from . import __version__
 from .errors import AlpnetError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .batch import CredibleIntervals
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT = 0, 1, 2
 #: Rows per chunk of ``alpnet score``, and with ``--uncertainty`` (each row then costs ``--draws`` posteriors).
@@ -490,7 +493,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- batch scoring / simulation
 
 
-def _intervals_from_flags(args: argparse.Namespace):
+def _intervals_from_flags(args: argparse.Namespace) -> "CredibleIntervals | None":
     """``--uncertainty --draws --seed --level`` as a CredibleIntervals (None without
     ``--uncertainty``); a bad value is an input error naming the flag."""
     if not args.uncertainty:

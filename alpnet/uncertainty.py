@@ -26,7 +26,7 @@ the cases as a batch, giving each case the interval it gets alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -151,7 +151,8 @@ def _check_draws(draws: Any, level: Any) -> None:
 
 def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, draws: int = 200,
                         seed: int | None = 0, level: float = 0.95,
-                        block: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        block: int = 1024,
+                        progress: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Credible intervals of every cause's posterior for many cases at once.
 
     The same draws as :func:`posterior_uncertainty` with the same seed, so each case's
@@ -168,6 +169,8 @@ def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, d
     block : int
         At most this many cases are scored together per draw; fewer when their draws
         would pass :data:`INTERVAL_BYTES` (``cases * draws * n_causes`` floats are kept).
+    progress : callable, optional
+        Called after every draw with the cases it stands for (cases scored / draws).
 
     Returns
     -------
@@ -206,6 +209,8 @@ def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, d
             drawn = engine.with_tables(cpts)
             raw = np.asarray(drawn.posterior_many(part), dtype=float)
             P[:, d] = raw[:, [drawn.hidden.index(c) for c in causes]]
+            if progress is not None:
+                progress(len(part) / draws)
         low[start:start + len(part)], high[start:start + len(part)] = np.quantile(P, [alpha, 1 - alpha], axis=1)
         base = np.asarray(engine.posterior_many(part), dtype=float)[:, [engine.hidden.index(c) for c in causes]]
         lead0 = _leading(base, causes)

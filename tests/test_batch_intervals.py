@@ -163,3 +163,16 @@ def test_memory_bound_splits_cases_without_changing_intervals(model, cohort, sco
     monkeypatch.setattr(uncertainty, "INTERVAL_BYTES", 8 * DRAWS * len(model.causes) * 3)  # 3 cases at a time
     small = model.score(cohort, intervals=CredibleIntervals(draws=DRAWS, seed=4), errors="keep")
     pd.testing.assert_frame_equal(small, scored, check_exact=False, rtol=1e-12, atol=0)
+
+
+def test_progress_moves_while_the_draws_run(model, cohort_csv, tmp_path):
+    """With intervals a chunk takes `draws` passes: progress comes in whole rows as they go,
+    and adds up to the rows of the file."""
+    from alpnet.batch_file import score_file
+
+    calls: list[int] = []
+    summary = score_file(model, cohort_csv, tmp_path / "o.csv", intervals=CredibleIntervals(draws=DRAWS),
+                         chunk_size=5, progress=calls.append)
+    assert summary.rows == 10
+    assert sum(calls) == 10 and all(isinstance(c, int) and c > 0 for c in calls)
+    assert len(calls) > 2  # more often than once a chunk
