@@ -22,8 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .batch import CredibleIntervals
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT = 0, 1, 2
-#: Rows per chunk of ``alpnet score``, and with ``--uncertainty`` (each row then costs ``--draws`` posteriors).
-CHUNK, CHUNK_WITH_INTERVALS = 2000, 250
 
 
 class _Parser(argparse.ArgumentParser):
@@ -514,8 +512,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .model import DISCLAIMER
 
     intervals = _intervals_from_flags(args)
-    if args.chunk_size is None:  # a chunk with intervals takes draws x as long: smaller ones keep progress moving
-        args.chunk_size = CHUNK_WITH_INTERVALS if intervals is not None else CHUNK
     if args.chunk_size < 1:
         raise AlpnetError(f"--chunk-size must be >= 1; got {args.chunk_size} instead")
     if args.scheduler and args.engine != "dask":
@@ -712,8 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--errors", metavar="FILE", help="where bad rows are listed (default: OUTPUT stem + .errors.csv)")
     sc.add_argument("--allow-errors", action="store_true", help="exit 0 even when some rows failed")
     sc.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
-    sc.add_argument("--chunk-size", type=int, default=None, metavar="N",
-                    help=f"rows per chunk (default {CHUNK}; {CHUNK_WITH_INTERVALS} with --uncertainty)")
+    sc.add_argument("--chunk-size", type=int, default=2000, metavar="N", help="rows per chunk (default 2000)")
     sc.add_argument("--force", action="store_true", help="replace OUTPUT and the errors file if they exist")
     sc.add_argument("--engine", choices=["local", "dask"], default="local",
                     help="local (default) or dask (needs alpnet[dask])")

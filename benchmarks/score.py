@@ -1,7 +1,7 @@
 """Batch scoring speed and memory: `alpnet score` on simulated files, pgmpy loop as the baseline.
 
 Run: ``python benchmarks/score.py [--sizes 10000,100000,1000000] [--baseline-rows 1000]
-[--next-test-rows 1000] [--interval-rows 250 --interval-draws 200] [--workdir DIR]``. Prints one Markdown table.
+[--next-test-rows 1000] [--interval-rows 1000 --interval-draws 200] [--workdir DIR]``. Prints one Markdown table.
 
 * Input files are made by ``alpnet simulate -n N --seed 1 --missing M`` (``--missing``, default 0.3; kept in
   ``--workdir`` and reused).
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
     ap.add_argument("--baseline-rows", type=int, default=1000, help="rows the pgmpy loop is timed on")
     ap.add_argument("--next-test-rows", type=int, default=1000, help="rows --next-test is timed on")
-    ap.add_argument("--interval-rows", type=int, default=250, help="rows --uncertainty is timed on (0: skip)")
+    ap.add_argument("--interval-rows", type=int, default=1000, help="rows --uncertainty is timed on (0: skip)")
     ap.add_argument("--interval-draws", type=int, default=200, help="--draws for the --uncertainty timing")
     ap.add_argument("--chunk-size", type=int, default=2000)
     ap.add_argument("--missing", type=float, default=0.3,
