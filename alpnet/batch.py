@@ -42,7 +42,8 @@ from .schema import SECTIONS, case_schema
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["ColumnPlan", "CredibleIntervals", "plan_columns", "row_to_case", "row_evidence", "chunk_evidence", "score_frame",
+__all__ = ["ColumnPlan", "CredibleIntervals", "plan_columns", "row_to_case", "row_evidence", "chunk_evidence",
+           "score_frame",
            "score_chunk", "output_columns",
            "ERROR_COLUMNS", "BOOLEAN_WORDS"]
 
@@ -77,10 +78,7 @@ class CredibleIntervals:
     def __post_init__(self) -> None:
         from .uncertainty import _check_draws
 
-        _check_draws(self.draws, self.level)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
-                                      or self.seed < 0):
-            raise CaseError(f"seed {self.seed!r}: must be a non-negative integer or None")
+        _check_draws(self.draws, self.level, self.seed)
 
 
 @dataclass

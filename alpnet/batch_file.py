@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
 import pandas as pd
 
-from .batch import ERROR_COLUMNS, ColumnPlan, CredibleIntervals, interval_columns, output_columns, plan_columns, score_chunk
+from .batch import (ERROR_COLUMNS, ColumnPlan, CredibleIntervals, interval_columns, output_columns, plan_columns,
+                    score_chunk)
 from .errors import AlpnetError
 from .tableio import AtomicTableWriter, check_output_path, iter_chunks, read_columns, table_format
 
@@ -149,7 +150,8 @@ def _arrow_schema(model: "Model", input_path: Path, plan: ColumnPlan, next_test:
 
 
 def score_file(model: "Model", input_path: str | Path, output: str | Path, *, next_test: bool = False,
-               intervals: CredibleIntervals | None = None, errors_path: str | Path | None = None, force: bool = False, chunk_size: int = 2000,
+               intervals: CredibleIntervals | None = None, errors_path: str | Path | None = None,
+               force: bool = False, chunk_size: int = 2000,
                engine: Literal["local", "dask"] = "local", scheduler: str | None = None,
                progress: Callable[[int], None] | None = None,
                model_spec: tuple[str | None, dict[str, float]] | None = None,

@@ -498,13 +498,7 @@ def _intervals_from_flags(args: argparse.Namespace) -> "CredibleIntervals | None
         return None
     from .batch import CredibleIntervals
 
-    if args.draws < 2:
-        raise AlpnetError(f"--draws {args.draws}: must be a whole number >= 2")
-    if not 0 < args.level < 1:
-        raise AlpnetError(f"--level {args.level}: must lie strictly between 0 and 1 (0.95 for 95%)")
-    if args.seed < 0:
-        raise AlpnetError(f"--seed {args.seed}: must be a whole number >= 0")
-    return CredibleIntervals(draws=args.draws, seed=args.seed, level=args.level)
+    return CredibleIntervals(draws=args.draws, seed=args.seed, level=args.level)  # checks them
 
 
 def cmd_score(args: argparse.Namespace) -> int:

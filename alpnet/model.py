@@ -16,6 +16,7 @@ from .priors import PriorSet, load_priors
 
 if TYPE_CHECKING:  # pragma: no cover
     from pgmpy.models import DiscreteBayesianNetwork
+    from .batch import CredibleIntervals
 
 __all__ = ["Model", "load_model", "DISCLAIMER"]
 
@@ -240,7 +241,7 @@ class Model:
         from .explain import explain
 
         return explain(self, case, cause=cause, versus=versus)
-    def score(self, df: pd.DataFrame, *, next_test: bool = False, intervals: Any = None,
+    def score(self, df: pd.DataFrame, *, next_test: bool = False, intervals: "CredibleIntervals | bool | None" = None,
               errors: str = "raise") -> pd.DataFrame:
         """Score a table of cases in the batch layout (case-format.md §5), one row per case.
 

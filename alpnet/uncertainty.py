@@ -142,11 +142,14 @@ def _leading(P: np.ndarray, causes: list[str]) -> np.ndarray:
     return order[np.argmax(P[..., order], axis=-1)]
 
 
-def _check_draws(draws: Any, level: Any) -> None:
+def _check_draws(draws: Any, level: Any, seed: Any = None) -> None:
+    """The settings of a draw, checked once for every entry point; messages name the flags."""
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 2:
-        raise CaseError(f"--draws {draws}: must be an integer >= 2")
+        raise CaseError(f"--draws {draws}: must be a whole number >= 2")
     if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
-        raise CaseError(f"credible level {level}: must lie strictly between 0 and 1")
+        raise CaseError(f"--level {level}: must lie strictly between 0 and 1 (0.95 for 95%)")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise CaseError(f"--seed {seed!r}: must be a whole number >= 0, or None")
 
 
 def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, draws: int = 200,
@@ -182,7 +185,7 @@ def posterior_intervals(model: Any, evidences: Sequence[Mapping[str, Any]], *, d
     """
     from .cpt import build_cpts
 
-    _check_draws(draws, level)
+    _check_draws(draws, level, seed)
     if block < 1:
         raise CaseError(f"block {block}: must be >= 1")
     engine = model.engine
@@ -280,7 +283,7 @@ def posterior_uncertainty(model: Any, evidence: Mapping[str, Any], *, draws: int
     -------
     UncertaintyResult
     """
-    _check_draws(draws, level)
+    _check_draws(draws, level, seed)
     engine = model.engine
     pset = model.priors
     ev = engine.normalise(evidence)
