@@ -52,13 +52,10 @@ def _load(args: argparse.Namespace):
 
 def _write_atomic(path: Path, text: str | bytes, force: bool) -> None:
     """Write a file atomically; refuse to replace an existing one unless forced."""
-    if path.exists() and not force:
-        raise AlpnetError(f"{path}: already exists; use --force to replace it")
-    if path.is_dir():
-        raise AlpnetError(f"{path}: is a folder")
+    from .tableio import check_output_path
+
+    check_output_path(path, force=force)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise AlpnetError(f"{path}: the folder {parent} does not exist")
     import tempfile
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)

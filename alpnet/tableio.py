@@ -261,3 +261,5 @@ def check_output_path(path: Path, *, force: bool) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise AlpnetError(f"{path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AlpnetError(f"{path}: the folder {parent} is not writable")
