@@ -198,9 +198,46 @@ def plan_columns(columns: Iterable[Any], pset) -> ColumnPlan:
     if "labs.alp" not in seen:
         raise CaseError("no ALP column: every case needs the ALP result (a column 'alp' or 'labs.alp')")
     passthrough = [c for c in cols if c not in key_of and c not in unit_of.values()]
+    for c in passthrough:
+        _check_passthrough(c, dotted, bare)
     id_column = next((c for c in passthrough if c.strip() == "id"), None)
     return ColumnPlan(key_of=key_of, unit_of=unit_of, passthrough=passthrough, id_column=id_column,
                       booleans=booleans, numbers=numbers, integers=integers)
+
+
+#: Output columns alpnet writes after the pass-through ones (and prefixes of the per-cause ones).
+_OUTPUT_NAMES = {"leading_cause", "next_test", "next_test_gain_bits", "leading_cause_stays"}
+_OUTPUT_PREFIXES = ("posterior.", "posterior_low.", "posterior_high.")
+
+
+def _check_passthrough(column: str, dotted: dict[str, str], bare: dict[str, list[str]]) -> None:
+    """Refuse a column that would pass through but looks like a mistyped case key (a
+    section prefix, or a key in other letter case), or that has the name of an output column.
+
+    Raises
+    ------
+    CaseError
+        Naming the column and, where one is close, the key it was probably meant to be.
+    """
+    import difflib
+
+    name = column.strip()
+    if name in _OUTPUT_NAMES or name.startswith(_OUTPUT_PREFIXES):
+        raise CaseError(f"column {column!r} has the name of a column alpnet writes to the output; "
+                        "rename it (or drop the scores of an earlier run)")
+    lower = name.lower()
+    by_lower = {k.lower(): k for k in list(dotted) + list(bare)}
+    if lower in by_lower:
+        raise CaseError(f"column {column!r}: case keys are written in lower case; write it {by_lower[lower]!r}")
+    if "." not in name:
+        return
+    section = name.split(".", 1)[0].lower()
+    sections = sorted({k.split(".", 1)[0] for k in dotted})
+    if section in sections or difflib.get_close_matches(section, sections, n=1, cutoff=0.75):
+        close = difflib.get_close_matches(lower, list(dotted), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else \
+            f"; the sections are {', '.join(sections)} (see alpnet schema)"
+        raise CaseError(f"column {column!r} is not a case key{hint}")
 
 
 def output_columns(model: "Model", plan: ColumnPlan, *, next_test: bool = False,
@@ -578,6 +615,12 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
     columns = list(chunk.columns)
     arrays = {c: chunk[c].to_numpy(dtype=object) for c in columns}
     all_evidence, all_ids, errors = chunk_evidence(model, chunk, plan, first_row=first_row, arrays=arrays)
+    unread = {int(place) - int(chunk.index[0]): reason for place, reason in chunk.attrs.get("bad_rows", {}).items()}
+    if unread:  # lines the CSV reader could not split into the header's columns (tableio)
+        errors = [e for e in errors if e["row"] - first_row not in unread]
+        for i, reason in unread.items():
+            all_evidence[i] = None
+            errors.append({"row": first_row + i, "case_id": all_ids[i], "column": "", "value": "", "reason": reason})
     good = [i for i, ev in enumerate(all_evidence) if ev is not None]
     evidences: list[dict[str, Any]] = [all_evidence[i] for i in good]  # type: ignore[misc]
     ids = [all_ids[i] for i in good]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .batch import ColumnPlan, CredibleIntervals, interval_columns, output_columns, score_chunk
 from .errors import AlpnetError
-from .tableio import count_rows, table_format
+from .tableio import _PANDAS_INDEX, count_rows, table_format
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
@@ -83,6 +83,15 @@ def _score_partition(part: pd.DataFrame, plan: ColumnPlan, ref: ModelRef, next_t
     return out
 
 
+def _unreadable(input_path: Path, exc: Exception) -> AlpnetError:
+    """A CSV line that does not split into the header's columns: on Dask a file-level error
+    (the local engine puts such a line in the errors file)."""
+    lines = [line.strip().split("C error: ")[-1] for line in str(exc).splitlines() if "fields" in line] \
+        or [type(exc).__name__]
+    return AlpnetError(f"{input_path}: cannot be read as CSV: {lines[0]} (without --engine dask, "
+                       "such a line is reported as a failed row)")
+
+
 def _meta(model: "Model", plan: ColumnPlan, next_test: bool, intervals: CredibleIntervals | None,
           ddf) -> pd.DataFrame:
     meta = {c: ddf._meta[c] for c in plan.passthrough}
@@ -137,10 +146,14 @@ def dask_chunks(model: "Model", input_path: Path, plan: ColumnPlan, *, next_test
         blocksize = max(int(size / max(n, 1) * chunk_size), 64 * 1024)
         sep = "\t" if input_path.name.lower().endswith(".tsv") else ","
         compression = "gzip" if input_path.name.lower().endswith(".gz") else None
-        ddf = dd.read_csv(str(input_path), dtype=str, keep_default_na=False, na_values=[""], sep=sep,
-                          blocksize=None if compression else blocksize, compression=compression)
+        try:
+            ddf = dd.read_csv(str(input_path), dtype=str, keep_default_na=False, na_values=[""], sep=sep,
+                              index_col=False, blocksize=None if compression else blocksize, compression=compression)
+        except pd.errors.ParserError as exc:
+            raise _unreadable(input_path, exc) from None
     else:
-        ddf = dd.read_parquet(str(input_path), split_row_groups=True)
+        ddf = dd.read_parquet(str(input_path), split_row_groups=True, index=False)
+        ddf = ddf[[c for c in ddf.columns if not _PANDAS_INDEX.fullmatch(str(c))]]
     scored = ddf.map_partitions(_score_partition, plan, ref, next_test, intervals,
                                 meta=_meta(model, plan, next_test, intervals, ddf))
     parts = scored.to_delayed()
@@ -164,7 +177,10 @@ def dask_chunks(model: "Model", input_path: Path, plan: ColumnPlan, *, next_test
             while nxt < len(parts) and nxt < i + window:
                 futures[nxt] = client.compute(parts[nxt])
                 nxt += 1
-            out = futures.pop(i).result()
+            try:
+                out = futures.pop(i).result()
+            except pd.errors.ParserError as exc:
+                raise _unreadable(input_path, exc) from None
             errs = []
             for j, text in enumerate(out[_ERR].tolist()):
                 if text:

@@ -13,7 +13,9 @@ leaves nothing under the output name.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -53,8 +55,26 @@ def _pyarrow():
 
 
 def _csv_options(path: Path) -> dict:
+    # index_col=False: pandas must never take the first column for an index when a row has
+    # one field more than the header (every column would be read one place off)
     sep = "\t" if path.name.lower().endswith(".tsv") else ","
-    return {"sep": sep, "dtype": str, "keep_default_na": False, "na_values": [""]}
+    return {"sep": sep, "dtype": str, "keep_default_na": False, "na_values": [""], "index_col": False}
+
+
+#: Columns in which pandas stores a DataFrame's unnamed index in a Parquet file.
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+
+
+def _header_problem(names: list[str]) -> str | None:
+    """What is wrong with a header: an empty name or a name given twice (None if nothing)."""
+    for i, name in enumerate(names):
+        if not name.strip():
+            return f"column {i + 1} of the header has no name; give every column a name"
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return (f"columns {', '.join(repr(d) for d in dupes)} appear more than once in the header; "
+                "every column needs its own name")
+    return None
 
 
 def _check_input(path: Path) -> None:
@@ -76,10 +96,16 @@ def read_columns(path: str | Path) -> list[str]:
     _check_input(p)
     fmt = table_format(p)
     try:
-        if fmt == "csv":
-            return [str(c) for c in pd.read_csv(p, nrows=0, **_csv_options(p)).columns]
-        pa = _pyarrow()
-        return list(pa.parquet.ParquetFile(p).schema_arrow.names)
+        if fmt == "csv":  # the header as written (pandas would rename 'a', 'a' to 'a', 'a.1')
+            options = dict(_csv_options(p), header=None, nrows=1)
+            names = ["" if pd.isna(c) else str(c) for c in pd.read_csv(p, **options).iloc[0].tolist()]
+        else:
+            pa = _pyarrow()
+            names = [n for n in pa.parquet.ParquetFile(p).schema_arrow.names if not _PANDAS_INDEX.fullmatch(n)]
+        problem = _header_problem(names)
+        if problem:
+            raise AlpnetError(f"{p}: {problem}")
+        return names
     except AlpnetError:
         raise
     except pd.errors.EmptyDataError:
@@ -124,16 +150,23 @@ def iter_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     start = 0
     try:
         if fmt == "csv":
-            reader = pd.read_csv(p, chunksize=chunk_size, **_csv_options(p))
-            for chunk in reader:
-                chunk.index = pd.RangeIndex(start, start + len(chunk))
+            reader = pd.read_csv(p, chunksize=chunk_size, on_bad_lines="warn", **_csv_options(p))
+            while True:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", pd.errors.ParserWarning)
+                    chunk = next(reader, None)
+                if chunk is None:
+                    return
+                chunk = _with_bad_lines(p, chunk, start, [str(w.message) for w in caught
+                                                          if issubclass(w.category, pd.errors.ParserWarning)])
                 start += len(chunk)
                 yield chunk
-            return
         pa = _pyarrow()
         pf = pa.parquet.ParquetFile(p)
         for batch in pf.iter_batches(batch_size=chunk_size):
-            chunk = batch.to_pandas()
+            # the table's own columns, not a pandas index stored alongside them
+            chunk = batch.to_pandas(ignore_metadata=True)
+            chunk = chunk[[c for c in chunk.columns if not _PANDAS_INDEX.fullmatch(str(c))]]
             chunk.index = pd.RangeIndex(start, start + len(chunk))
             start += len(chunk)
             yield chunk
@@ -144,6 +177,42 @@ def iter_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AlpnetError(f"{p}: cannot be read as {fmt.upper()} after row {start}: {first}") from None
+
+
+_SKIPPED = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+
+
+def _with_bad_lines(path: Path, chunk: pd.DataFrame, start: int, messages: list[str]) -> pd.DataFrame:
+    """A CSV chunk with an empty row put back where pandas skipped a line with too many fields.
+
+    The chunk's index is the 0-based place of its rows among the file's data rows, and
+    ``chunk.attrs["bad_rows"]`` maps the place of each line put back to why it could not be
+    read, so that the line is reported as a failed row instead of vanishing. A line is placed
+    by its line number (one line a row; a file with line breaks inside quoted cells may
+    place it a little off, and the reason names the line). A first row with more fields
+    than the header is a problem of the whole file: pandas would cut every such row short.
+    """
+    bad: dict[int, str] = {}
+    for text in messages:
+        if "does not match length of data" in text:
+            raise AlpnetError(f"{path}: a row near row {start + 1} has more fields than the header's "
+                              f"{len(chunk.columns)} columns; is a column name missing from the header?")
+        for line, expected, saw in _SKIPPED.findall(text):
+            bad[int(line)] = f"line {line} has {saw} fields, the header {expected}; the row could not be read"
+    if not bad:
+        chunk.index = pd.RangeIndex(start, start + len(chunk))
+        chunk.attrs["bad_rows"] = {}
+        return chunk
+    total = len(chunk) + len(bad)
+    places: dict[int, str] = {}
+    for line in sorted(bad):  # line 1 is the header: data row r (0-based) is line r + 2
+        free = [i for i in range(start, start + total) if i not in places]
+        place = next((i for i in free if i >= line - 2), free[-1])
+        places[place] = bad[line]
+    chunk.index = [i for i in range(start, start + total) if i not in places]
+    chunk = chunk.reindex(pd.RangeIndex(start, start + total))
+    chunk.attrs["bad_rows"] = places
+    return chunk
 
 
 class AtomicTableWriter:
