@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
+from .documents import DuplicateKeyError, load_json, load_yaml
 from .errors import CaseError
 from .priors import PriorSet
 from .schema import EXTRA_LAB_KEYS, SECTIONS, VERDICTS, case_schema
@@ -94,17 +95,17 @@ def read_case(path: str | Path) -> Case:
     if p.is_dir():
         raise CaseError(f"{p}: is a folder, not a case file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the document
     except UnicodeDecodeError:
         raise CaseError(f"{p}: not a text file (expected YAML or JSON, UTF-8)") from None
     except OSError as exc:
         raise CaseError(f"{p}: cannot be read: {exc.strerror}") from None
     try:
         if p.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = load_json(text)
         else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            data = load_yaml(text)
+    except (yaml.YAMLError, json.JSONDecodeError, DuplicateKeyError) as exc:
         kind = "JSON" if p.suffix.lower() == ".json" else "YAML"
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CaseError(f"{p}: not valid {kind}: {first}") from None
@@ -452,7 +453,10 @@ def _quantity_uln(uln_key: str, raw: Any, spec: Mapping[str, Any], table: _UnitT
     key = f"labs.{uln_key}"
     text = str(raw).strip()
     t = _unit_table(spec) if table is None else table
-    value, _, unit, factor = _parse(key, text, spec, t)
+    value, qualifier, unit, factor = _parse(key, text, spec, t)
+    if qualifier is not None:
+        raise CaseError(f"{key}: {text!r} is a limit, so it must be one number with its unit, "
+                        f"without {qualifier!r}")
     if unit in t.own or not np.isfinite(factor):  # an activity limit for a mass result: no conversion
         raise CaseError(f"{key}: {text!r} is in {unit}, which cannot be compared with the result's unit; "
                         f"give the limit in the result's unit (accepted: "
@@ -460,7 +464,12 @@ def _quantity_uln(uln_key: str, raw: Any, spec: Mapping[str, Any], table: _UnitT
     value = value * factor
     if value <= 0:
         raise CaseError(f"{key}: {text!r} must be above 0")
-    _check_plausible(key, text, value, spec)
+    # the limit's own plausible span where the prior set gives one, else the result's
+    limits = {"plausible": spec["uln_plausible"], "unit": spec["unit"]} if spec.get("uln_plausible") else spec
+    if _implausible(value, limits):
+        pl = limits["plausible"]
+        raise CaseError(f"{key}: {text!r} is not a plausible upper reference limit; accepted: {pl.get('min')} to "
+                        f"{pl.get('max')} {spec['unit']} (or the equivalent in another unit)")
     return value
 
 

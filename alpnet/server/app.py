@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..documents import load_json
 from ..errors import AlpnetError
 from ..model import DISCLAIMER
 from . import records
@@ -251,7 +252,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
             raise ValueError(f"{name} is not a JSON number")
 
         try:
-            return json.loads(raw, parse_constant=no_constant)
+            return load_json(raw, parse_constant=no_constant)
         except (ValueError, RecursionError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AlpnetError(f"body: not valid JSON ({first}); send a case as a JSON object") from None

@@ -1,0 +1,173 @@
+"""Malformed batch files and case files: a clear error or a reported row, never a silent guess."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alpnet.cli import main
+
+HEADER = "id,patient.age,patient.sex,labs.alp,labs.alp_uln"
+ROWS = ["a,70,male,420 U/L,130 U/L", "b,60,female,300 U/L,130 U/L", "c,50,male,200 U/L,130 U/L"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _score(capsys, tmp_path: Path, text: str, *flags: str) -> tuple[int, str, Path]:
+    src = tmp_path / "in.csv"
+    src.write_text(text)
+    before = _sha(src)
+    out = tmp_path / "out.csv"
+    code, _, err = run(capsys, "score", str(src), "-o", str(out), "--quiet", *flags)
+    assert _sha(src) == before  # the input is never modified
+    return code, err, out
+
+
+# ------------------------------------------------------------------ batch files
+
+
+def test_a_row_with_an_extra_field_is_a_failed_row_in_its_place(capsys, tmp_path):
+    rows = list(ROWS)
+    rows[1] += ",stray"
+    code, err, out = _score(capsys, tmp_path, "\n".join([HEADER, *rows]) + "\n", "--chunk-size", "2")
+    assert code == 1, err
+    scored = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert scored["id"].tolist() == ["a", "", "c"]  # rows keep their places
+    assert scored.loc[1, "leading_cause"] == "" and scored.loc[0, "leading_cause"] != ""
+    errors = pd.read_csv(tmp_path / "out.errors.csv")
+    assert errors["row"].tolist() == [2]
+    assert "line 3 has 6 fields, the header 5" in errors.loc[0, "reason"]
+
+
+def test_rows_after_a_bad_line_keep_their_row_numbers(capsys, tmp_path):
+    rows = ["a,70,male,420 U/L,130 U/L", "b,60,female,300 U/L,130 U/L,x", "c,50,male,200 U/L,130 U/L",
+            "d,40,female,-3 U/L,130 U/L"]
+    code, err, out = _score(capsys, tmp_path, "\n".join([HEADER, *rows]) + "\n")
+    assert code == 1
+    errors = pd.read_csv(tmp_path / "out.errors.csv")
+    assert errors["row"].tolist() == [2, 4]
+    assert errors.loc[1, "case_id"] == "d"
+
+
+def test_a_header_missing_a_name_is_refused_not_read_one_column_off(capsys, tmp_path):
+    text = "id,labs.alp_uln,labs.alp\nr1,130 U/L,420 U/L,normal\nr2,130 U/L,600 U/L,fracture\n"
+    code, err, out = _score(capsys, tmp_path, text)
+    assert code == 2
+    assert "more fields than the header's 3 columns" in err
+    assert not out.exists()
+
+
+def test_a_trailing_comma_on_every_row_reads_the_columns_where_they_are(capsys, tmp_path):
+    text = "\n".join([HEADER] + [r + "," for r in ROWS]) + "\n"
+    code, err, out = _score(capsys, tmp_path, text)
+    assert code == 0, err
+    assert pd.read_csv(out, dtype=str)["id"].tolist() == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("header, message", [
+    ("id,labs.alp,labs.alp", "'labs.alp' appear more than once"),
+    ("id,,labs.alp", "column 2 of the header has no name"),
+])
+def test_duplicate_or_empty_column_names_are_refused(capsys, tmp_path, header, message):
+    code, err, out = _score(capsys, tmp_path, f"{header}\nx,420 U/L,300 U/L\n")
+    assert code == 2
+    assert message in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("column, hint", [
+    ("labs.gtt", "did you mean 'labs.ggt'"),
+    ("symptom.bone_pain", "did you mean 'symptoms.bone_pain'"),
+    ("Labs.ggt", "write it 'labs.ggt'"),
+    ("GGT", "write it 'ggt'"),
+    ("posterior.paget", "has the name of a column alpnet writes"),
+    ("leading_cause", "has the name of a column alpnet writes"),
+])
+def test_a_mistyped_case_key_is_not_passed_through_silently(capsys, tmp_path, column, hint):
+    code, err, out = _score(capsys, tmp_path, f"{HEADER},{column}\n{ROWS[0]},x\n")
+    assert code == 2
+    assert repr(column) in err and hint in err
+    assert not out.exists()
+
+
+def test_other_columns_still_pass_through(capsys, tmp_path):
+    code, err, out = _score(capsys, tmp_path, f"{HEADER},site.name,cause.paget\n{ROWS[0]},north,1\n")
+    assert code == 0, err
+    scored = pd.read_csv(out, dtype=str)
+    assert scored.loc[0, "site.name"] == "north" and scored.loc[0, "cause.paget"] == "1"
+
+
+def test_parquet_written_with_a_pandas_index_scores_like_the_same_table_as_csv(capsys, tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs the parquet extra")
+    df = pd.read_csv(pd.io.common.StringIO("\n".join([HEADER, *ROWS])), dtype=str)
+    df.index = ["i1", "i2", "i3"]  # stored in the file as __index_level_0__
+    pq = tmp_path / "in.parquet"
+    df.to_parquet(pq)
+    csv = tmp_path / "in.csv"
+    df.to_csv(csv, index=False)
+    assert run(capsys, "score", str(pq), "-o", str(tmp_path / "a.csv"), "--quiet")[0] == 0
+    assert run(capsys, "score", str(csv), "-o", str(tmp_path / "b.csv"), "--quiet")[0] == 0
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    assert list(a.columns) == list(b.columns)
+    assert "__index_level_0__" not in a.columns
+    pd.testing.assert_frame_equal(a, b)
+
+
+# ------------------------------------------------------------------ case files
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("dup.yaml", "patient: {age: 70, sex: male}\nlabs:\n  alp: 420 U/L\n  alp: 90 U/L\n",
+     "the key 'alp' is given twice in one mapping (line 4)"),
+    ("sections.yaml", "labs: {alp: 420 U/L}\npatient: {age: 70, sex: male}\nlabs: {ggt: 20 U/L}\n",
+     "the key 'labs' is given twice"),
+    ("dup.json", '{"patient": {"age": 70, "sex": "male"}, "labs": {"alp": "420 U/L", "alp": "90 U/L"}}',
+     "the key 'alp' is given twice in one object"),
+])
+def test_a_key_given_twice_in_a_case_file_is_an_error(capsys, tmp_path, name, text, message):
+    case = tmp_path / name
+    case.write_text(text)
+    code, out, err = run(capsys, "diagnose", str(case))
+    assert code == 2
+    assert message in err
+    assert out == ""
+
+
+def test_a_json_case_with_a_byte_order_mark_is_read(capsys, tmp_path):
+    case = tmp_path / "bom.json"
+    case.write_text('\ufeff{"patient": {"age": 70, "sex": "male"}, "labs": {"alp": "420 U/L"}}', encoding="utf-8")
+    code, out, err = run(capsys, "diagnose", str(case))
+    assert code == 0, err
+    assert "leading cause" in out
+
+
+@pytest.mark.parametrize("uln, message", [
+    ("<130 U/L", "is a limit, so it must be one number with its unit, without '<'"),
+    ("0.001 U/L", "is not a plausible upper reference limit; accepted: 40 to 1500 U/L"),
+    ("40000 U/L", "is not a plausible upper reference limit"),
+])
+def test_an_impossible_or_qualified_lab_limit_is_refused(capsys, tmp_path, uln, message):
+    case = tmp_path / "c.yaml"
+    case.write_text(f"patient: {{age: 70, sex: male}}\nlabs: {{alp: 420 U/L, alp_uln: '{uln}'}}\n")
+    code, _, err = run(capsys, "diagnose", str(case))
+    assert code == 2
+    assert "labs.alp_uln" in err and message in err
+
+
+def test_an_alp_of_zero_is_refused(capsys, tmp_path):
+    case = tmp_path / "c.yaml"
+    case.write_text("patient: {age: 70, sex: male}\nlabs: {alp: 0 U/L}\n")
+    code, _, err = run(capsys, "diagnose", str(case))
+    assert code == 2
+    assert "labs.alp: '0 U/L' is physiologically impossible" in err
