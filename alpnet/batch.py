@@ -196,7 +196,10 @@ def plan_columns(columns: Iterable[Any], pset) -> ColumnPlan:
             raise CaseError(f"column {c!r} gives the unit of {key}, but there is no column {base!r} with its values")
         unit_of[key] = c
     if "labs.alp" not in seen:
-        raise CaseError("no ALP column: every case needs the ALP result (a column 'alp' or 'labs.alp')")
+        glued = next((sep for sep in (";", "\t", "|") if len(cols) == 1 and sep in cols[0]), None)
+        hint = (f"; the header looks separated by {glued!r}: alpnet reads commas in .csv and tabs in .tsv files"
+                if glued else "")
+        raise CaseError(f"no ALP column: every case needs the ALP result (a column 'alp' or 'labs.alp'){hint}")
     passthrough = [c for c in cols if c not in key_of and c not in unit_of.values()]
     for c in passthrough:
         _check_passthrough(c, dotted, bare)

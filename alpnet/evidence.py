@@ -164,7 +164,11 @@ def _validate_shape(case: Case, pset: PriorSet) -> None:
         raise CaseError(f"{key}: is required{why}")
     if e.validator == "enum":
         accepted = ", ".join(str(x) for x in e.validator_value)
-        raise CaseError(f"{loc}: {e.instance!r} is not accepted; accepted: {accepted}")
+        why = ""
+        if isinstance(e.instance, bool) and not any(isinstance(x, bool) for x in e.validator_value):
+            # YAML 1.1 reads yes/no/on/off as booleans before alpnet sees the word
+            why = " (YAML reads an unquoted yes, no, on or off as true or false)"
+        raise CaseError(f"{loc}: {e.instance!r} is not accepted{why}; accepted: {accepted}")
     if e.validator == "type":
         expected = e.validator_value
         if loc.startswith("labs.") and isinstance(e.instance, (int, float)) and not isinstance(e.instance, bool):

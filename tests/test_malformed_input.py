@@ -171,3 +171,18 @@ def test_an_alp_of_zero_is_refused(capsys, tmp_path):
     code, _, err = run(capsys, "diagnose", str(case))
     assert code == 2
     assert "labs.alp: '0 U/L' is physiologically impossible" in err
+
+
+def test_a_semicolon_separated_file_is_named_as_such(capsys, tmp_path):
+    code, err, out = _score(capsys, tmp_path, "id;labs.alp\na;420 U/L\n")
+    assert code == 2
+    assert "separated by ';'" in err
+
+
+def test_an_unquoted_yaml_no_is_explained(capsys, tmp_path):
+    case = tmp_path / "c.yaml"
+    case.write_text("patient: {age: 60, sex: male}\nhistory: {known_cancer: no}\nlabs: {alp: 420 U/L}\n")
+    code, _, err = run(capsys, "diagnose", str(case))
+    assert code == 2
+    assert "history.known_cancer: False is not accepted (YAML reads an unquoted yes, no" in err
+    assert "accepted: none" in err
