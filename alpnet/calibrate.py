@@ -68,7 +68,8 @@ from .priors import Parameter, PriorSet, Variable
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
 
-__all__ = ["CalibrationResult", "calibrate", "calibrate_evidence", "write_prior_set", "parameter_locations"]
+__all__ = ["CalibrationResult", "calibrate", "calibrate_evidence", "write_prior_set", "parameter_locations",
+           "check_output_folder", "check_variables"]
 
 _MAX_COMPLETIONS = 1 << 14
 _LOGIT_BOUND = 20.0
@@ -456,6 +457,32 @@ class CalibrationResult:
         return self.parameters[self.parameters["changed"]].reset_index(drop=True)
 
 
+def check_variables(pset: PriorSet, names: Sequence[str], *, flag: str = "--only") -> None:
+    """Refuse a name that is not a variable of the prior set, listing the accepted ones.
+
+    Parameters
+    ----------
+    pset : PriorSet
+    names : sequence of str
+        The variables asked for.
+    flag : str, default "--only"
+        How the message names the option.
+
+    Raises
+    ------
+    AlpnetError
+        For the first unknown name, with the closest names and every accepted one.
+    """
+    import difflib
+
+    for v in names:
+        if v not in pset.variables:
+            close = difflib.get_close_matches(str(v), list(pset.variables), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise AlpnetError(f"{flag} {v!r}: unknown variable{hint}; accepted (the prior set's "
+                              f"{len(pset.variables)} variables): {', '.join(pset.variables)}")
+
+
 def calibrate_evidence(model: "Model", evidences: Sequence[Mapping[str, Any]], labels: np.ndarray, *,
                        strength: float, max_iter: int = 20, tol: float = 1e-5,
                        variables: Sequence[str] | None = None) -> CalibrationResult:
@@ -494,9 +521,7 @@ def calibrate_evidence(model: "Model", evidences: Sequence[Mapping[str, Any]], l
     pset.overrides = {}
     p0 = {pid: p.value for pid, p in pset.parameters.items()}
     chosen = list(pset.variables) if variables is None else list(variables)
-    for v in chosen:
-        if v not in pset.variables:
-            raise AlpnetError(f"variables: unknown variable {v!r}")
+    check_variables(pset, chosen, flag="variables")
     groups = {v: _groups(pset.variables[v], pset, p0) for v in chosen}
     groups = {v: g for v, g in groups.items() if g}
     rows = _prepare(pset, evidences, labels)
@@ -715,6 +740,99 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+#: What :func:`write_prior_set` leaves in a folder, and :func:`check_output_folder` looks for before it
+#: lets ``force`` replace one: the prior set's ``model.yaml`` and the ``manifest.json`` it writes.
+_MANIFEST = "manifest.json"
+_MANIFEST_KEYS = ("created_by", "parent", "strength_K", "parameters")
+
+
+def _written_by_calibrate(folder: Path) -> bool:
+    """Whether ``folder`` is a prior set that :func:`write_prior_set` wrote (model.yaml and its manifest)."""
+    if not (folder / "model.yaml").is_file() or not (folder / _MANIFEST).is_file():
+        return False
+    try:
+        doc = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and all(k in doc for k in _MANIFEST_KEYS) \
+        and str(doc["created_by"]).startswith("alpnet ")
+
+
+def _forms(path: str | Path) -> set[Path]:
+    """A path as written (absolute, normalised) and with every symlink resolved."""
+    return {Path(os.path.abspath(path)), Path(path).resolve()}
+
+
+def _within(inner: str | Path, outer: str | Path) -> bool:
+    """Whether ``inner`` is ``outer`` or lies inside it, comparing both forms of each path."""
+    return any(a == b or b in a.parents for a in _forms(inner) for b in _forms(outer))
+
+
+def check_output_folder(out: str | Path, *, force: bool, labelled: str | Path | None = None,
+                        priors: str | Path | None = None, flag: str = "--out") -> Path:
+    """Check the folder a calibrated prior set is to be written to, before any work.
+
+    ``out`` may not be, contain or lie inside the labelled input file or the input
+    prior set (replacing it would delete them). An existing ``out`` is replaced only
+    with ``force``, and only when it is a prior set written by :func:`write_prior_set`
+    (its ``model.yaml`` and ``manifest.json``): any other folder is refused whatever
+    ``force`` says. The folder that is to hold ``out`` must exist and be writable.
+
+    Parameters
+    ----------
+    out : str or Path
+        The new prior-set folder.
+    force : bool
+        Replace an existing prior set written by ``alpnet calibrate``.
+    labelled : str or Path, optional
+        The labelled input file.
+    priors : str or Path, optional
+        The input prior set's folder.
+    flag : str, default "--out"
+        How the messages name the option.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    AlpnetError
+        Naming ``out`` and what to do instead.
+    """
+    out = Path(out)
+    where = f"{flag} {out}"
+    for name, given in (("the labelled input file", labelled), ("the input prior set", priors)):
+        if given is None:
+            continue
+        if _within(given, out) and _within(out, given):
+            raise AlpnetError(f"{where}: is {name}; calibrate never modifies its inputs and writes a NEW folder: "
+                              "choose another folder")
+        if _within(given, out):
+            raise AlpnetError(f"{where}: contains {name} {given}; calibrate never modifies its inputs: "
+                              "choose a folder that does not hold it")
+        if _within(out, given):
+            raise AlpnetError(f"{where}: is inside {name} {given}; calibrate never modifies its inputs: "
+                              "choose a folder outside it")
+    if _within(Path.cwd(), out):
+        raise AlpnetError(f"{where}: is or contains the working folder; choose a new folder beside it")
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise AlpnetError(f"{where}: exists and is not a folder; choose another {flag}")
+        if not _written_by_calibrate(out):
+            raise AlpnetError(f"{where}: exists and is not a prior set written by alpnet calibrate (no model.yaml "
+                              f"with its {_MANIFEST}); choose another {flag} or remove it yourself")
+        if not force:
+            raise AlpnetError(f"{out}: already exists; use --force to replace it")
+    parent_dir = out.parent if str(out.parent) else Path(".")
+    if not parent_dir.is_dir():
+        raise AlpnetError(f"{where}: the folder {parent_dir} does not exist")
+    if not os.access(parent_dir, os.W_OK | os.X_OK):
+        raise AlpnetError(f"{where}: the folder {parent_dir} is not writable")
+    return out
+
+
 def write_prior_set(result: CalibrationResult, parent: PriorSet, out: str | Path, *, force: bool = False,
                     data_path: str | Path | None = None, command: str | None = None) -> Path:
     """Write the calibrated set as a complete new prior-set folder, atomically.
@@ -730,22 +848,18 @@ def write_prior_set(result: CalibrationResult, parent: PriorSet, out: str | Path
     Raises
     ------
     AlpnetError
-        If ``out`` exists and ``force`` is false, or its parent folder does not exist.
+        What :func:`check_output_folder` refuses: an ``out`` that is, holds or lies in
+        ``data_path`` or the parent set's folder; an existing ``out`` without ``force``,
+        or one that is not a prior set written by this function; a missing or
+        unwritable folder to hold it.
     """
     from . import __version__
     from .priors import load_priors
 
     out = Path(out)
-    if out.exists() and not force:
-        raise AlpnetError(f"{out}: already exists; use --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise AlpnetError(f"{out}: exists and is not a folder")
-    parent_dir = out.parent if str(out.parent) else Path(".")
-    if not parent_dir.is_dir():
-        raise AlpnetError(f"{out}: the folder {parent_dir} does not exist")
     src = Path(parent.path).resolve()
-    if out.resolve() == src:
-        raise AlpnetError(f"{out}: is the input prior set; calibrate writes a NEW folder")
+    check_output_folder(out, force=force, labelled=data_path, priors=parent.path, flag="out")
+    parent_dir = out.parent if str(out.parent) else Path(".")
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     data_sha = sha256_file(data_path) if data_path is not None else None
     note = (f"[Calibrated {now.date().isoformat()} by alpnet calibrate, K={result.strength:g}, "

@@ -9,6 +9,7 @@ Thin: parse, call :mod:`alpnet.sensitivity`, :mod:`alpnet.evaluate`,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
@@ -29,6 +30,15 @@ def _report_rows(errors) -> None:
         col = f", column {r.column}" if r.column else ""
         val = f", value {r.value!r}" if r.value not in ("", None) else ""
         sys.stderr.write(f"alpnet: {where}{col}{val}: {r.reason}\n")
+
+
+def _refuse_inputs(out: Path, flag: str, inputs: list[str | Path]) -> None:
+    """Refuse an output path that is one of the input files (symlinks resolved), even with --force."""
+    for given in inputs:
+        inp = Path(given)
+        if inp.exists() and out.exists() and (out.resolve() == inp.resolve() or out.samefile(inp)):
+            raise AlpnetError(f"{flag} {out}: is the input file {given}; the input is never overwritten, "
+                              "choose another name")
 
 
 def _json_default(x: Any) -> Any:
@@ -53,16 +63,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise AlpnetError(f"--bootstrap must be >= 0; got {args.bootstrap} instead")
     if args.bins < 1:
         raise AlpnetError(f"--bins must be >= 1; got {args.bins} instead")
+    if args.seed < 0:
+        raise AlpnetError(f"--seed {args.seed}: must be a whole number >= 0")
     plot_path = None
-    if args.plot:
+    if args.plot:  # before the work: DIR is an existing folder, or a new one in an existing folder
+        from .tableio import check_output_path
+
         plot_dir = Path(args.plot)
         if plot_dir.exists() and not plot_dir.is_dir():
             raise AlpnetError(f"--plot {plot_dir}: exists and is not a folder")
         plot_path = plot_dir / "reliability.png"
-        if plot_path.exists() and not args.force:
-            raise AlpnetError(f"{plot_path}: already exists; use --force to replace it")
+        _refuse_inputs(plot_path, "--plot", [args.labelled])
+        if plot_dir.is_dir():
+            check_output_path(plot_path, force=args.force)
+        else:
+            check_output_path(plot_dir, force=False)  # created at the end, one level only
     try:
         frame = read_labelled(args.labelled)
+        if len(frame) == 0:
+            raise AlpnetError(f"{args.labelled}: no data rows under the header; nothing to evaluate")
         model = _load(args)
         result = evaluate(model, frame, bootstrap=args.bootstrap, seed=args.seed, bins=args.bins)
     except LabelError as exc:
@@ -83,8 +102,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-        plot_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(plot_path, buf.getvalue(), args.force)
+        made = not plot_path.parent.is_dir()
+        try:
+            plot_path.parent.mkdir(exist_ok=True)  # never a folder tree: its parent was checked above
+        except OSError as exc:
+            raise AlpnetError(f"--plot {plot_path.parent}: cannot create the folder ({exc.strerror})") from None
+        try:
+            _write_atomic(plot_path, buf.getvalue(), args.force)
+        except BaseException:
+            if made:  # leave no empty folder behind
+                with contextlib.suppress(OSError):
+                    plot_path.parent.rmdir()
+            raise
         sys.stderr.write(f"wrote {plot_path}\n")
     if args.format == "json":
         out = result.to_dict()
@@ -105,11 +134,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAction,
              common: Callable[..., None]) -> None:
     """Add ``evaluate``, ``calibrate`` and ``priors diff`` to the parser."""
-    ev = sub.add_parser("evaluate", help="score labelled cases: Brier, log loss, ROC AUC, top-k, calibration")
+    ev = sub.add_parser("evaluate", help="score labelled cases: Brier, log loss, ROC AUC, top-k, calibration",
+                        description="Score labelled cases and measure the posteriors: Brier score, log loss, ROC "
+                                    "AUC, top-1/top-3 accuracy and a calibration table. Every row must be valid: "
+                                    "one bad row (a case value or a label) stops the command with exit code 2, "
+                                    "every bad row listed on stderr, and nothing is evaluated (unlike `alpnet "
+                                    "score`, which scores the good rows and lists the bad ones). A table with no "
+                                    "data rows is refused too.")
     ev.add_argument("labelled", metavar="LABELLED", help="CSV or Parquet in the batch layout with cause.<name> 0/1 "
                     "columns (what `alpnet simulate` writes)")
     ev.add_argument("--format", choices=["table", "json"], default="table")
-    ev.add_argument("--plot", metavar="DIR", help="write DIR/reliability.png (a reliability diagram per cause)")
+    ev.add_argument("--plot", metavar="DIR", help="write DIR/reliability.png (a reliability diagram per cause); "
+                    "DIR is an existing folder, or a new one inside an existing folder")
     ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000; 0: none)")
     ev.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
     ev.add_argument("--bins", type=int, default=10, metavar="B", help="calibration bins (default 10)")
@@ -117,17 +153,28 @@ def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAc
     common(ev)
     ev.set_defaults(func=cmd_evaluate)
 
-    ca = sub.add_parser("calibrate", help="Bayesian update of the priors from labelled cases into a NEW prior set")
+    ca = sub.add_parser("calibrate", help="Bayesian update of the priors from labelled cases into a NEW prior set",
+                        description="Bayesian (MAP) update of the prior set's parameters from labelled cases, "
+                                    "written as a NEW prior-set folder; the labelled file and the input prior set "
+                                    "are only read. Every row must be valid: one bad row (a case value or a "
+                                    "label) stops the command with exit code 2, every bad row listed on stderr, "
+                                    "and nothing is calibrated (unlike `alpnet score`, which scores the good rows "
+                                    "and lists the bad ones). A table with no data rows is refused too.")
     ca.add_argument("labelled", metavar="LABELLED", help="CSV or Parquet with cause.<name> 0/1 columns")
     ca.add_argument("--strength", type=float, required=True, metavar="K",
                     help="equivalent sample size of the prior set's values (pseudo-counts per parameter column)")
-    ca.add_argument("--out", required=True, metavar="DIR", help="the new prior-set folder (must not exist)")
-    ca.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    ca.add_argument("--out", required=True, metavar="DIR",
+                    help="the new prior-set folder (must not exist, and may not be, hold or lie in LABELLED or "
+                         "the --priors folder)")
+    ca.add_argument("--force", action="store_true",
+                    help="replace DIR if it is a prior set an earlier `alpnet calibrate` wrote (any other folder "
+                         "is refused)")
     ca.add_argument("--max-iter", type=int, default=20, metavar="N", help="EM iterations at most (default 20)")
     ca.add_argument("--only", action="append", metavar="VARIABLE",
-                    help="update only this variable's parameters (repeatable; default: every variable)")
+                    help="update only this variable's parameters (repeatable; default: every variable); a "
+                         "variable of the prior set, e.g. paget, ggt, age")
     ca.add_argument("--format", choices=["table", "json"], default="table")
-    ca.add_argument("--show", type=int, default=20, metavar="N", help="largest changes listed (default 20)")
+    ca.add_argument("--show", type=int, default=20, metavar="N", help="largest changes listed (default 20; 0: none)")
     ca.add_argument("--priors", metavar="DIR", help="the prior set to start from (default: the bundled set)")
     ca.set_defaults(func=cmd_calibrate)
 
@@ -147,23 +194,27 @@ def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAc
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate, write_prior_set
+    from .calibrate import calibrate, check_output_folder, check_variables, write_prior_set
     from .evaluate import LabelError, read_labelled
     from .model import DISCLAIMER, load_model
+    from .priors import bundled_priors_path
 
     if not args.strength > 0:
         raise AlpnetError(f"--strength must be > 0; got {args.strength:g} instead")
     if args.max_iter < 1:
         raise AlpnetError(f"--max-iter must be >= 1; got {args.max_iter} instead")
-    out = Path(args.out)
-    if out.exists() and not args.force:  # before the slow work
-        raise AlpnetError(f"{out}: already exists; use --force to replace it")
-    parent_dir = out.parent if str(out.parent) else Path(".")
-    if not parent_dir.is_dir():
-        raise AlpnetError(f"--out {out}: the folder {parent_dir} does not exist")
+    if args.show < 0:
+        raise AlpnetError(f"--show {args.show}: must be a whole number >= 0")
+    # before the slow work: --out may not be, hold or lie in an input, and --force replaces only
+    # a prior set that calibrate wrote
+    out = check_output_folder(args.out, force=args.force, labelled=args.labelled,
+                              priors=args.priors if args.priors else bundled_priors_path())
     try:
-        frame = read_labelled(args.labelled)
         model = load_model(args.priors)
+        check_variables(model.priors, args.only or [])
+        frame = read_labelled(args.labelled)
+        if len(frame) == 0:
+            raise AlpnetError(f"{args.labelled}: no data rows under the header; nothing to calibrate on")
         result = calibrate(model, frame, strength=args.strength, max_iter=args.max_iter, variables=args.only)
     except LabelError as exc:
         _report_rows(exc.errors)
@@ -235,8 +286,11 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         raise AlpnetError(f"--top {args.top}: must be >= 1")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise AlpnetError(f"--plot {args.plot}: accepted file types: .png, .svg, .pdf")
-    if args.plot and Path(args.plot).exists() and not args.force:
-        raise AlpnetError(f"{args.plot}: already exists; use --force to replace it")
+    if args.plot:  # before the work; the case file is never overwritten, even with --force
+        from .tableio import check_output_path
+
+        _refuse_inputs(Path(args.plot), "--plot", [args.case] if args.case else [])
+        check_output_path(Path(args.plot), force=args.force)
     model = _load(args)
     case, evidence = _one_case(args, model)
     result = sensitivity(model, evidence, cause=args.cause)
@@ -307,6 +361,6 @@ def register_sensitivity(sub: Any, common: Callable[..., None], one_case: Callab
     s.add_argument("--top", type=int, default=20, help="parameters to show (default 20)")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.add_argument("--plot", metavar="FILE.png", help="write a tornado plot")
-    s.add_argument("--force", action="store_true", help="replace the plot file if it exists")
+    s.add_argument("--force", action="store_true", help="replace the plot file if it exists (never the case file)")
     common(s)
     s.set_defaults(func=cmd_sensitivity)

@@ -371,6 +371,12 @@ def evaluate_arrays(post: np.ndarray, y: np.ndarray, causes: list[str], *, boots
     """Evaluate posteriors against 0/1 labels (both ``(n_rows, n_causes)``).
 
     See :func:`evaluate`; this is the part that needs no model.
+
+    Raises
+    ------
+    AlpnetError
+        For arrays of different shapes, no rows, or a bad ``bootstrap``, ``seed``,
+        ``confidence`` or ``bins``.
     """
     post = np.asarray(post, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -382,8 +388,12 @@ def evaluate_arrays(post: np.ndarray, y: np.ndarray, causes: list[str], *, boots
         raise AlpnetError(f"confidence must lie in (0, 1); got {confidence!r} instead")
     if not isinstance(bins, (int, np.integer)) or bins < 1:
         raise AlpnetError(f"bins must be a whole number >= 1; got {bins!r} instead")
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+        raise AlpnetError(f"seed must be a whole number >= 0, or None; got {seed!r} instead")
     n = len(post)
-    ranks = _ranks(post, causes) if n else np.zeros_like(post, dtype=int)
+    if n == 0:
+        raise AlpnetError("no rows to evaluate (the table has a header but no data rows)")
+    ranks = _ranks(post, causes)
     point = _metric_values(post, y, ranks)
     over = _overall(y, ranks)
     lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
@@ -458,6 +468,8 @@ def evaluate(model: "Model", frame: pd.DataFrame | str | Path, *, bootstrap: int
     LabelError
         Missing or unknown label columns, a label that is not 0 or 1, a bad case value, a
         truncated file: every bad row is listed in ``errors``, and nothing is evaluated.
+    AlpnetError
+        A table with no data rows, or a bad ``bootstrap``, ``seed``, ``confidence`` or ``bins``.
 
     Examples
     --------
