@@ -79,6 +79,7 @@ import pandas as pd
 from .formatting import percent as _p
 from .errors import AlpnetError, CaseError
 from .evidence import Case, case_from_mapping
+from .next_test import check_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
@@ -255,6 +256,15 @@ class _Joint:
     def z(self, ev: Mapping[str, Any]) -> float:
         return self(ev)[2]
 
+    def require_possible(self, ev: Mapping[str, Any]) -> None:
+        """Raise the engine's :class:`~alpnet.errors.EvidenceConflictError` when P(E) is zero.
+
+        The same check as :meth:`alpnet.engine.Engine.posterior` (and so ``diagnose``):
+        the message names the smallest group of items that cannot hold together.
+        """
+        if not self.z(ev) > 0:
+            raise self.engine._conflict_error(self.engine.normalise(dict(ev)))
+
 
 def _freeze(v: Any) -> Any:
     if isinstance(v, (list, tuple, set, frozenset)):
@@ -309,7 +319,12 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
     Raises
     ------
     CaseError
-        For an unknown cause (naming the accepted ones) or a bad case.
+        For an unknown cause (naming the accepted ones), a bad case, or ``top``,
+        ``permutations`` or ``seed`` that is not a whole number in range (``top`` and
+        ``permutations`` >= 1, ``seed`` >= 0).
+    EvidenceConflictError
+        When the evidence is impossible under the model (names the findings that cannot
+        hold together), as :meth:`alpnet.Model.diagnose` does.
 
     Examples
     --------
@@ -333,6 +348,9 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
             raise CaseError(f"{flag} {name!r}: unknown cause{hint}; accepted: {', '.join(causes)}")
     if method not in ("chain", "shapley"):
         raise CaseError(f"method {method!r}: unknown; accepted: chain, shapley")
+    top = int(check_number("top", top, low=1, whole=True))
+    permutations = int(check_number("permutations", permutations, low=1, whole=True))
+    seed = int(check_number("seed", seed, low=0, whole=True))
     evidence, _ = model.evidence_of(case)
     pset = model.priors
     ctx = {k: v for k, v in evidence.items() if k in pset.context}
@@ -341,6 +359,7 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
     J = _Joint(model)
     full = {**ctx, **found}
     hi = J.hidx
+    J.require_possible(full)  # impossible evidence: every ratio below would be 0 / 0
 
     lo_prior = J.log_odds(ctx)
     lo_post = J.log_odds(full)
@@ -350,7 +369,7 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
         chosen = [cause]
     else:
         ranked = sorted(causes, key=lambda c: (-p_post[hi[c]], c))
-        chosen = ranked[: max(1, int(top))]
+        chosen = ranked[:top]
     if versus is not None:
         lead = cause if cause is not None else chosen[0]
         if versus == lead:

@@ -12,7 +12,7 @@ from .cpt import build_cpts
 from .engine import Engine
 from .errors import AlpnetError, CaseError
 from .evidence import Case, StateMapping, case_from_mapping, case_to_evidence
-from .priors import PriorSet, load_priors
+from .priors import PriorSet, checked_overrides, load_priors
 
 if TYPE_CHECKING:  # pragma: no cover
     from pgmpy.models import DiscreteBayesianNetwork
@@ -60,8 +60,32 @@ class Model:
         return {n: list(v.states) for n, v in self.priors.variables.items() if v.kind in ("context", "finding")}
 
     def label(self, variable: str) -> str:
-        """People's words for a variable ("Paget disease of bone")."""
-        return self.priors.variables[variable].label
+        """People's words for a variable ("Paget disease of bone").
+
+        Parameters
+        ----------
+        variable : str
+            A variable of the prior set: a cause, the leak, or an observable (see
+            :attr:`causes`, :attr:`leaks` and :attr:`observables`).
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        CaseError
+            For an unknown variable, naming the accepted ones.
+        """
+        spec = self.priors.variables.get(variable) if isinstance(variable, str) else None
+        if spec is None:
+            import difflib
+
+            names = list(self.priors.variables)
+            close = difflib.get_close_matches(str(variable), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CaseError(f"variable {variable!r}: unknown{hint}; accepted: {', '.join(names)}")
+        return spec.label
 
     @property
     def version_info(self) -> dict[str, Any]:
@@ -266,7 +290,8 @@ def load_model(priors: str | Path | PriorSet | None = None, *, overrides: Mappin
     priors : str, Path or PriorSet, optional
         A prior-set folder, an already loaded set, or None for the bundled set.
     overrides : mapping, optional
-        Parameter id -> value, applied on top of the set (recorded in answers).
+        Parameter id -> value (a finite number), applied on top of the set (recorded in
+        answers).
 
     Returns
     -------
@@ -275,9 +300,12 @@ def load_model(priors: str | Path | PriorSet | None = None, *, overrides: Mappin
     Raises
     ------
     PriorsError
-        If the prior set is malformed (names file and key).
+        If the prior set is malformed (names file and key), ``priors`` is not a folder,
+        a PriorSet or None, or ``overrides`` is not a mapping of parameter ids to finite
+        numbers in range.
     """
+    values = None if overrides is None else checked_overrides(overrides)
     pset = priors if isinstance(priors, PriorSet) else load_priors(priors)
-    if overrides:
-        pset = pset.with_overrides(overrides)
+    if values:
+        pset = pset.with_overrides(values)
     return Model(pset)

@@ -25,6 +25,8 @@ with the second test chosen for each outcome of the first.
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -35,9 +37,60 @@ from .errors import AlpnetError, CaseError
 from .engine import marginals, one_blas_thread
 from .priors import is_question, is_test
 
-__all__ = ["TestRanker", "LN2"]
+__all__ = ["TestRanker", "LN2", "check_number"]
 
 LN2 = float(np.log(2.0))
+
+
+def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, whole: bool = False) -> float:
+    """Check one numeric argument of a public function and return it.
+
+    Parameters
+    ----------
+    name : str
+        The argument as the caller wrote it (``cost_weight``), named in the message.
+    value : object
+        What was passed. A real number (``int``, ``float``, numpy scalars); never a bool
+        or a string, which are refused rather than converted.
+    low, high : float, optional
+        Inclusive bounds (``low`` exclusive with ``low_open``).
+    whole : bool, default False
+        Require a whole number (``2`` or ``2.0``).
+
+    Returns
+    -------
+    float or int
+        The value, as an ``int`` with ``whole``, else a ``float``.
+
+    Raises
+    ------
+    CaseError
+        Naming the argument, the value and what is accepted, for a value that is not a
+        number, not finite, not whole (with ``whole``) or out of range.
+    """
+    kind = "a whole number" if whole else "a finite number"
+    if low is not None and high is not None:
+        accepted = f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}]"
+    elif low is not None:
+        accepted = f"{kind} {'>' if low_open else '>='} {low:g}"
+    else:
+        accepted = kind if high is None else f"{kind} <= {high:g}"
+    try:
+        shown = f"{name} '{str(value):.60}'"
+    except ValueError:  # an int with more digits than Python prints
+        shown = f"{name} '<a {type(value).__name__} too long to print>'"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise CaseError(f"{shown}: not a number ({type(value).__name__}); accepted: {accepted}")
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond any float
+        x = math.inf
+    if not math.isfinite(x) or (whole and not x.is_integer()):
+        raise CaseError(f"{shown}: not {kind}; accepted: {accepted}")
+    if (low is not None and (x <= low if low_open else x < low)) or (high is not None and x > high):
+        raise CaseError(f"{shown}: out of range; accepted: {accepted}")
+    return int(x) if whole else x
 
 
 def _live_length(w: np.ndarray) -> int:
@@ -247,10 +300,8 @@ class TestRanker:
         """Rank every test (and question) not yet observed; see :meth:`alpnet.Model.rank_tests`."""
         if target is not None and target not in self.pset.causes:
             raise CaseError(f"--target {target!r}: not a cause; accepted: {', '.join(self.pset.causes)}")
-        if lookahead not in (1, 2):
-            raise CaseError(f"--lookahead {lookahead}: accepted: 1 or 2")
-        if not np.isfinite(cost_weight) or cost_weight < 0:
-            raise CaseError(f"--cost-weight {cost_weight}: must be a number >= 0")
+        lookahead = int(check_number("lookahead", lookahead, low=1, high=2, whole=True))
+        cost_weight = check_number("cost_weight", cost_weight, low=0)
         if cost_weight > 0 and not self.pset.costs:
             raise AlpnetError("the prior set has no costs.yaml, so a cost weight cannot be applied")
         ev = self.engine.normalise(evidence)
@@ -454,8 +505,13 @@ class TestRanker:
              min_gain: float = 0.05, budget: float | None = None, cost_weight: float = 0.0,
              max_questions: int = 2, min_branch_probability: float = 1e-3) -> dict[str, Any]:
         """A work-up plan: a decision tree test -> outcome -> next test; see :meth:`alpnet.Model.plan`."""
-        if max_depth < 0 or not 0 < stop_probability <= 1 or min_gain < 0 or (budget is not None and budget < 0):
-            raise CaseError("plan: max depth >= 0, stop probability in (0, 1], min gain >= 0 and budget >= 0")
+        max_depth = int(check_number("max_depth", max_depth, low=0, whole=True))
+        stop_probability = check_number("stop_probability", stop_probability, low=0, high=1, low_open=True)
+        min_gain = check_number("min_gain", min_gain, low=0)
+        budget = None if budget is None else check_number("budget", budget, low=0)
+        cost_weight = check_number("cost_weight", cost_weight, low=0)
+        max_questions = int(check_number("max_questions", max_questions, low=0, whole=True))
+        min_branch_probability = check_number("min_branch_probability", min_branch_probability, low=0, high=1)
         ev0 = self.engine.normalise(evidence)
         if not self.engine._joint(ev0)[1] > 0:
             raise self.engine._conflict_error(ev0)

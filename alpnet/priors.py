@@ -16,6 +16,8 @@ import copy
 import hashlib
 import itertools
 import math
+import numbers
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,6 +37,7 @@ __all__ = [
     "SPECIAL_SOURCES",
     "is_test",
     "is_question",
+    "checked_overrides",
 ]
 
 #: Source ids that are not bibliography entries.
@@ -43,6 +46,8 @@ SPECIAL_SOURCES = ("expert-judgment", "by-definition")
 BINARY_STATES = ["false", "true"]
 CAUSE_STATES = ["absent", "present"]
 DIST_TOLERANCE = 1e-6
+#: Keys ``model.yaml`` must give (each a non-empty text).
+MODEL_KEYS = ("name", "version", "description")
 
 
 # --------------------------------------------------------------------------- data
@@ -194,17 +199,18 @@ class PriorSet:
         Raises
         ------
         PriorsError
-            For an unknown id or a value outside [0, 1] for a probability.
+            For overrides that are not a mapping, a value that is not a finite number,
+            an unknown id or a value outside [0, 1] for a probability.
         """
+        values = checked_overrides(overrides)
         new = copy.deepcopy(self)
-        for pid, value in overrides.items():
+        for pid, value in values.items():
             if pid not in new.parameters:
                 close = _close_matches(pid, new.parameters)
                 raise PriorsError(
                     f"--param {pid}: unknown parameter id" + (f"; did you mean {close}?" if close else "")
                 )
             p = new.parameters[pid]
-            value = float(value)
             if p.kind == "probability" and not 0.0 <= value <= 1.0:
                 raise PriorsError(f"--param {pid}={value}: a probability must lie in [0, 1]")
             if p.kind == "ratio" and value <= 0:
@@ -218,6 +224,45 @@ class PriorSet:
             new.overrides[pid] = value
         new.sha256 = self.sha256
         return new
+
+
+def checked_overrides(overrides: Any) -> dict[str, float]:
+    """Check that ``overrides`` maps parameter ids to finite numbers.
+
+    Parameters
+    ----------
+    overrides : mapping
+        Parameter id (str) -> value (a real number, not a bool or a string).
+
+    Returns
+    -------
+    dict
+        Parameter id -> value as a float.
+
+    Raises
+    ------
+    PriorsError
+        Naming the argument, the offending id or value, and what is accepted.
+    """
+    if not isinstance(overrides, Mapping):
+        raise PriorsError(f"overrides: got {type(overrides).__name__} {overrides!r:.80}; accepted: a mapping "
+                          "{parameter id: number}, e.g. {'paget.link[...]': 0.2}")
+    out: dict[str, float] = {}
+    for pid, value in overrides.items():
+        if not isinstance(pid, str):
+            raise PriorsError(f"overrides: key {pid!r} is not a parameter id; accepted: parameter ids as text "
+                              "(see `alpnet priors report`)")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise PriorsError(f"overrides[{pid!r}]: {value!r:.60} is not a number; accepted: a finite number "
+                              "(a probability in [0, 1], a ratio > 0)")
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise PriorsError(f"--param {pid}={number}: must be a finite number")
+        out[pid] = number
+    return out
 
 
 def _column_of(pset: PriorSet, pid: str) -> list[Parameter]:
@@ -277,6 +322,9 @@ def _read_yaml(path: Path, rel: str, errors: _Collector) -> Any:
             return yaml.load(fh, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         errors.add(rel, "(file)", f"is not valid YAML: {exc}".replace("\n", " "))
+    except UnicodeDecodeError as exc:
+        errors.add(rel, "(file)", f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at byte offset "
+                   f"{exc.start}); prior files must be saved as UTF-8")
     except OSError as exc:
         errors.add(rel, "(file)", f"cannot be read: {exc.strerror}")
     return None
@@ -316,6 +364,9 @@ def load_priors(path: str | Path | None = None) -> PriorSet:
     PriorsError
         Listing every problem, each naming the file, the key and what is wrong.
     """
+    if not (path is None or isinstance(path, (str, os.PathLike))):
+        raise PriorsError(f"priors: got {type(path).__name__} {path!r:.60}; accepted: the path of a prior-set "
+                          "folder (str or pathlib.Path), or None for the bundled set")
     folder = Path(path) if path is not None else bundled_priors_path()
     if not folder.is_dir():
         raise PriorsError(f"--priors {folder}: not a folder")
@@ -502,7 +553,9 @@ class _Loader:
     # -- files ------------------------------------------------------------
     def load(self) -> PriorSet | None:
         f = self.folder
-        meta = _read_yaml(f / "model.yaml", "priors/model.yaml", self.errors) or {}
+        reported = len(self.errors.errors)
+        meta_doc = _read_yaml(f / "model.yaml", "priors/model.yaml", self.errors)
+        meta = self._model(meta_doc) if len(self.errors.errors) == reported else {}
         context_doc = _read_yaml(f / "context.yaml", "priors/context.yaml", self.errors) or {}
         causes_doc = _read_yaml(f / "causes.yaml", "priors/causes.yaml", self.errors) or {}
         reference = _read_yaml(f / "reference.yaml", "priors/reference.yaml", self.errors) or {}
@@ -571,7 +624,6 @@ class _Loader:
                 self.errors.add(source_files[sid], f"sources.{sid}", "is not used by any parameter; remove it")
         if self.errors.errors:
             return None
-        meta = dict(meta) if isinstance(meta, Mapping) else {}
         return PriorSet(
             path=f,
             meta=meta,
@@ -583,6 +635,22 @@ class _Loader:
             columns=self.columns,
             costs=costs,
         )
+
+    def _model(self, doc: Any) -> dict[str, Any]:
+        """Check ``model.yaml``: a mapping with the set's ``name``, ``version`` and ``description``."""
+        file = "priors/model.yaml"
+        if not isinstance(doc, Mapping):
+            what = "is empty" if doc is None else f"must be a mapping; got {type(doc).__name__} {doc!r:.60}"
+            self.errors.add(file, "(file)", f"{what}; it needs name, version and description of the prior set")
+            return {}
+        for key in MODEL_KEYS:
+            value = doc.get(key)
+            if value is None:
+                self.errors.add(file, key, "is missing; model.yaml needs name, version and description "
+                                "of the prior set")
+            elif isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+                self.errors.add(file, key, f"must be a non-empty text; got {value!r:.60}")
+        return dict(doc)
 
     def _costs(self, doc: Any, variables: dict[str, Variable]) -> dict[str, Any]:
         file = "priors/costs.yaml"

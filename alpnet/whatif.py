@@ -190,7 +190,8 @@ def what_if(model: "Model", case: Case | Mapping[str, Any], *, set: Mapping[str,
     Raises
     ------
     CaseError
-        For a bad key or value (the message names the key), in the case or in the change.
+        For a bad key or value (the message names the key), in the case or in the change,
+        or when neither ``set`` nor ``unset`` names a key (nothing to change).
     EvidenceConflictError
         When the changed case is impossible under the model.
 
@@ -207,6 +208,9 @@ def what_if(model: "Model", case: Case | Mapping[str, Any], *, set: Mapping[str,
     base = _as_case(case)
     ev_before = _validated_evidence(model, base, "")
     changed, changes = apply_changes(base, set=set, unset=unset)
+    if not changes:  # as ``alpnet what-if`` without --set/--unset: a what-if needs a change
+        raise CaseError("set: nothing to change (no set and no unset given); accepted: set={dotted case key: value}"
+                        " and/or unset=[dotted case keys], e.g. set={'labs.ggt': '300 U/L'} or unset=['labs.pth']")
     ev_after = _validated_evidence(model, changed, "what-if: ")
     before = model.diagnose(evidence=ev_before)
     after = model.diagnose(evidence=ev_after)
