@@ -363,17 +363,17 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
     CaseError
         If the file is missing or malformed (names the scenario and the key).
     """
-    import json
-
     import yaml
+
+    from .documents import load_json, load_yaml
 
     p = Path(path)
     if not p.is_file():
         raise CaseError(f"{p}: no such scenario file")
     try:
-        text = p.read_text(encoding="utf-8")
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        text = p.read_text(encoding="utf-8-sig")
+        data = load_json(text) if p.suffix.lower() == ".json" else load_yaml(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:  # DuplicateKeyError is a ValueError
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CaseError(f"{p}: not a readable YAML or JSON scenario file: {first}") from None
     return scenarios_from_data(data, where=f"{p}: ")

@@ -186,3 +186,13 @@ def test_an_unquoted_yaml_no_is_explained(capsys, tmp_path):
     assert code == 2
     assert "history.known_cancer: False is not accepted (YAML reads an unquoted yes, no" in err
     assert "accepted: none" in err
+
+
+def test_a_key_given_twice_in_a_scenario_file_is_an_error(capsys, tmp_path):
+    from .conftest import EXAMPLES
+
+    scenarios = tmp_path / "s.yaml"
+    scenarios.write_text("scenarios:\n  - name: a\n    set:\n      labs.ggt: 300 U/L\n      labs.ggt: 20 U/L\n")
+    code, out, err = run(capsys, "what-if", str(EXAMPLES / "paget.yaml"), "--scenarios", str(scenarios))
+    assert code == 2
+    assert "the key 'labs.ggt' is given twice in one mapping (line 5)" in err
