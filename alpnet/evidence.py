@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,8 @@ def read_case(path: str | Path) -> Case:
     CaseError
         If the file cannot be read or is not one mapping.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise CaseError(f"read_case: {path!r} is not a file path; accepted: a str or Path of a .yaml, .yml or .json file")
     p = Path(path)
     if not p.exists():
         raise CaseError(f"{p}: no such file")
@@ -133,6 +136,20 @@ def case_from_mapping(data: Any, *, default_id: str = "case", path: Path | None 
 # ------------------------------------------------------------------ validation
 
 
+def _check_plain_values(value: Any, where: str) -> None:
+    """Refuse a value a YAML or JSON file could not hold (a complex number, bytes, a date...),
+    which a case built in Python may carry; the schema check assumes plain values."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_plain_values(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_plain_values(v, where)
+    elif not (value is None or isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_))):
+        raise CaseError(f"{where or 'case'}: {value!r} is a {type(value).__name__}; accepted: text, a number, "
+                        "true or false, as in a case file")
+
+
 def _path_str(path) -> str:
     return ".".join(str(p) for p in path)
 
@@ -142,6 +159,7 @@ def _validate_shape(case: Case, pset: PriorSet) -> None:
 
     from jsonschema import Draft202012Validator
 
+    _check_plain_values(case.data, "")
     schema = _schema_for(pset)
     validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(case.data), key=lambda e: (len(e.path), [str(p) for p in e.path]))

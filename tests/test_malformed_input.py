@@ -196,3 +196,20 @@ def test_a_key_given_twice_in_a_scenario_file_is_an_error(capsys, tmp_path):
     code, out, err = run(capsys, "what-if", str(EXAMPLES / "paget.yaml"), "--scenarios", str(scenarios))
     assert code == 2
     assert "the key 'labs.ggt' is given twice in one mapping (line 5)" in err
+
+
+@pytest.mark.parametrize("age", [1j, b"70"])
+def test_a_python_case_with_a_value_no_case_file_could_hold_is_refused(model, age):
+    from alpnet.errors import CaseError
+
+    with pytest.raises(CaseError, match=r"patient\.age: .* accepted: text, a number, true or false"):
+        model.diagnose({"patient": {"age": age, "sex": "male"}, "labs": {"alp": "420 U/L"}})
+
+
+@pytest.mark.parametrize("path", [None, 5, b"case.yaml"])
+def test_read_case_names_a_path_that_is_not_one(path):
+    import alpnet
+    from alpnet.errors import CaseError
+
+    with pytest.raises(CaseError, match="is not a file path"):
+        alpnet.read_case(path)
