@@ -333,7 +333,7 @@ def explain(model: "Model", case: Case | Mapping[str, Any], *, cause: str | None
     >>> model = alpnet.load_model()
     >>> ex = explain(model, alpnet.read_case(alpnet.example_path("paget")), cause="paget")
     >>> row = ex.summary.iloc[0]
-    >>> abs(ex.findings["contribution_bits"].sum() - row["shift_bits"]) < 1e-9
+    >>> bool(abs(ex.findings["contribution_bits"].sum() - row["shift_bits"]) < 1e-9)
     True
     """
     if not isinstance(case, Case):
