@@ -23,12 +23,56 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT = 0, 1, 2
 
+MAX_DRAWS = 10_000  # diagnose --uncertainty takes about 0.06 s a draw, score about 0.7 ms a row a draw
+MAX_PLAN_DEPTH = 5  # each level multiplies a plan's work about fourfold: depth 5 can take a minute or two
+DRAW_DEFAULTS = {"draws": 200, "seed": 0, "level": 0.95}  # of --uncertainty (the flags default to None: unset)
+CLI_SCENARIO = "command line"  # what-if: the name of the --set/--unset changes next to --scenarios
+
+# A flag that does nothing without another: dest -> (flag, the dest it needs, that flag).
+_NEEDS = {"draws": ("--draws", "uncertainty", "--uncertainty"), "seed": ("--seed", "uncertainty", "--uncertainty"),
+          "level": ("--level", "uncertainty", "--uncertainty"), "plot_network": ("--plot-network", "plot", "--plot")}
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump noise
         self.print_usage(sys.stderr)
         sys.stderr.write(f"alpnet: error: {message}\n")
         sys.exit(EXIT_INPUT)
+
+
+def _whole_flag(p: argparse.ArgumentParser, *names: str, low: int = 1, high: int | None = None,
+                **kwargs: Any) -> None:
+    """Add a whole-number flag; :func:`_check_flags` refuses a value outside ``[low, high]`` before any work."""
+    action = p.add_argument(*names, type=int, **kwargs)
+    bounds = dict(p.get_default("_whole") or {})
+    bounds[action.dest] = (names[-1], low, high)
+    p.set_defaults(_whole=bounds)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """The checks every command shares, before anything is read or computed: whole-number
+    flags within their bounds, and no flag given without the flag it belongs to."""
+    for dest, (flag, low, high) in (getattr(args, "_whole", None) or {}).items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high):
+            accepted = f">= {low}" if high is None else f"from {low} to {high:,}"
+            raise AlpnetError(f"{flag} {value}: must be a whole number {accepted}")
+    for dest, (flag, parent, parent_flag) in _NEEDS.items():
+        given = getattr(args, dest, None)
+        if given is not None and given is not False and hasattr(args, parent) and not getattr(args, parent):
+            shown = "" if given is True else f" {given}"
+            raise AlpnetError(f"{flag}{shown}: only used with {parent_flag}; add {parent_flag} or drop {flag}")
+
+
+def _no_repeats(flag: str, keys: Sequence[str]) -> None:
+    """Refuse a key given twice to a repeatable flag (the last one would silently win)."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise AlpnetError(f"{flag} {key}: given twice; give each key once")
+        seen.add(key)
 
 
 def _parse_params(items: Sequence[str] | None) -> dict[str, float]:
@@ -136,9 +180,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     paths = list(args.cases) + [str(example_path(n)) for n in args.example or []]
     if not paths:
         raise AlpnetError("diagnose: give one or more case files (or --example NAME)")
-    plot = _plot_target(args)
+    plot = _plot_target(args, paths)
     if plot is not None and len(paths) > 1:
         raise AlpnetError(f"--plot {args.plot}: draws one case; got {len(paths)} cases")
+    intervals = _intervals_from_flags(args)
     model = _load(args)
     prepared = []
     for p in paths:  # read and map every case first: nothing is computed if one is wrong
@@ -150,12 +195,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             raise AlpnetError(f"{p}: {exc}") from None
         prepared.append((case, table, mappings))
     uncertain = {}
-    if _intervals_from_flags(args) is not None:
+    if intervals is not None:
         from .uncertainty import posterior_uncertainty
 
         for case, table, _ in prepared:
-            uncertain[id(case)] = posterior_uncertainty(model, table.attrs["evidence"], draws=args.draws,
-                                                        seed=args.seed, level=args.level)
+            uncertain[id(case)] = posterior_uncertainty(model, table.attrs["evidence"], draws=intervals.draws,
+                                                        seed=intervals.seed, level=intervals.level)
     out = sys.stdout
     if args.format == "json":
         for case, table, mappings in prepared:
@@ -187,13 +232,20 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- next test / plan
 
 
-def _one_case(args: argparse.Namespace, model):
-    from .evidence import read_case
+def _case_path(args: argparse.Namespace) -> str:
+    """The one case of next-test, plan, what-if, explain: a file or a bundled example."""
     from .examples import example_path
 
     path = args.case if args.case else (str(example_path(args.example)) if args.example else None)
     if path is None:
         raise AlpnetError(f"{args.command}: give a case file (or --example NAME)")
+    return path
+
+
+def _one_case(args: argparse.Namespace, model):
+    from .evidence import read_case
+
+    path = _case_path(args)
     case = read_case(path)
     try:
         evidence, _ = model.evidence_of(case)
@@ -223,7 +275,7 @@ def _ranking_records(df) -> list[dict[str, Any]]:
 def cmd_next_test(args: argparse.Namespace) -> int:
     from .model import DISCLAIMER
 
-    plot = _plot_target(args)
+    plot = _plot_target(args, [_case_path(args)])
     model = _load(args)
     case, evidence = _one_case(args, model)
     df = model.rank_tests(evidence=evidence, target=args.target, cost_weight=args.cost_weight,
@@ -283,23 +335,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- what-if / explain / plots
 
 
-def _plot_target(args: argparse.Namespace) -> Path | None:
-    """Check ``--plot FILE`` before anything is computed (exists without --force, bad suffix)."""
+def _plot_target(args: argparse.Namespace, inputs: Sequence[str | None]) -> Path | None:
+    """Check ``--plot FILE`` before anything is computed: its suffix, that it is none of the
+    ``inputs`` (never replaced, not even with --force), and that it can be written (exists
+    without --force, a folder, a missing or unwritable folder)."""
     target = getattr(args, "plot", None)
     if not target:
         return None
     from .plots import PLOT_FORMATS
+    from .tableio import check_output_path
 
     path = Path(target)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in PLOT_FORMATS:
         raise AlpnetError(f"--plot {target}: unknown file type {path.suffix or '(none)'!r}; accepted: "
                           + ", ".join(f".{f}" for f in PLOT_FORMATS))
-    if path.exists() and not args.force:
-        raise AlpnetError(f"{path}: already exists; use --force to replace it")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise AlpnetError(f"{path}: the folder {parent} does not exist")
+    for inp in filter(None, inputs):
+        if path.exists() and Path(inp).exists() and os.path.samefile(path, inp):
+            raise AlpnetError(f"--plot {target}: is the input file {inp}; an input is never overwritten, "
+                              "choose another name")
+    try:
+        check_output_path(path, force=args.force)
+    except AlpnetError as exc:  # its messages start with the path: name the flag too
+        raise AlpnetError(f"--plot {exc}") from None
     return path
 
 
@@ -323,17 +381,23 @@ def cmd_what_if(args: argparse.Namespace) -> int:
     from .whatif import (Scenario, _record_from_frame, _scenarios_record_from_frame, compare_scenarios,
                          format_scenarios, format_what_if, parse_assignment, read_scenarios, what_if)
 
-    plot = _plot_target(args)
-    sets = dict(parse_assignment(item) for item in args.set or [])
+    plot = _plot_target(args, [_case_path(args), args.scenarios])
+    assignments = [parse_assignment(item) for item in args.set or []]
     unsets = [u.strip() for u in args.unset or []]
+    _no_repeats("--set", [key for key, _ in assignments])
+    _no_repeats("--unset", unsets)
+    sets = dict(assignments)
     scenarios = read_scenarios(args.scenarios) if args.scenarios else None
     if not scenarios and not sets and not unsets:
         raise AlpnetError("what-if: nothing to change; give --set KEY=VALUE, --unset KEY or --scenarios FILE")
+    if scenarios and (sets or unsets) and any(s.name == CLI_SCENARIO for s in scenarios):
+        raise AlpnetError(f"--scenarios {args.scenarios}: a scenario is named {CLI_SCENARIO!r}, the name of the "
+                          "--set/--unset changes; rename it (scenario names must differ)")
     model = _load(args)
     case, _ = _one_case(args, model)
     if scenarios:
         if sets or unsets:
-            scenarios = [Scenario("command line", sets, unsets)] + scenarios
+            scenarios = [Scenario(CLI_SCENARIO, sets, unsets)] + scenarios
         df = compare_scenarios(model, case, scenarios)
         if args.format == "json":
             print(json.dumps(_scenarios_record_from_frame(df, DISCLAIMER)))
@@ -359,7 +423,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain, format_explanation
     from .model import DISCLAIMER
 
-    plot = _plot_target(args)
+    plot = _plot_target(args, [_case_path(args)])
     model = _load(args)
     case, _ = _one_case(args, model)
     ex = explain(model, case, cause=args.cause, versus=args.versus, top=args.top, method=args.method)
@@ -495,22 +559,23 @@ def _intervals_from_flags(args: argparse.Namespace) -> "CredibleIntervals | None
         return None
     from .batch import CredibleIntervals
 
-    return CredibleIntervals(draws=args.draws, seed=args.seed, level=args.level)  # checks them
+    given = {k: getattr(args, k) for k in DRAW_DEFAULTS}
+    return CredibleIntervals(**{k: DRAW_DEFAULTS[k] if v is None else v for k, v in given.items()})  # checks them
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .batch_file import check_paths, prepare, score_file
     from .model import DISCLAIMER
+    from .tableio import _check_input
 
     intervals = _intervals_from_flags(args)
-    if args.chunk_size < 1:
-        raise AlpnetError(f"--chunk-size must be >= 1; got {args.chunk_size} instead")
     if args.scheduler and args.engine != "dask":
         raise AlpnetError("--scheduler needs --engine dask")
     if args.engine == "dask":
         from .batch_dask import require_dask
 
         require_dask()
+    _check_input(Path(args.input))  # a folder is named as one, before its (missing) extension is
     check_paths(args.input, args.output, errors_path=args.errors, force=args.force)  # before the slow load
     model = _load(args)
     plan, errors_path = prepare(args.input, args.output, errors_path=args.errors, force=args.force, pset=model.priors)
@@ -553,8 +618,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate import write_simulation
     from .tableio import check_output_path, table_format
 
-    if args.n < 0:
-        raise AlpnetError(f"-n must be >= 0; got {args.n} instead")
     if not 0 <= args.missing < 1:
         raise AlpnetError(f"--missing must be a fraction in [0, 1); got {args.missing} instead")
     out = Path(args.output)
@@ -585,9 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     def uncertainty_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--uncertainty", action="store_true",
                        help="credible intervals from parameter draws matched to each number's range")
-        p.add_argument("--draws", type=int, default=200, help="parameter draws for --uncertainty (default 200)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
-        p.add_argument("--level", type=float, default=0.95, help="credible level (default 0.95)")
+        _whole_flag(p, "--draws", low=2, high=MAX_DRAWS,
+                    help=f"parameter draws for --uncertainty, 2 to {MAX_DRAWS:,} (default 200; diagnose takes "
+                         "about 0.06 s a draw, so 10,000 about ten minutes; score about 0.7 ms a row a draw)")
+        _whole_flag(p, "--seed", low=0, help="seed of the draws, >= 0 (default 0)")
+        p.add_argument("--level", type=float, help="credible level for --uncertainty (default 0.95)")
 
     p = sub.add_parser("diagnose", help="posterior probability of every cause for one or more cases")
     p.add_argument("cases", nargs="*", metavar="CASE", help="case files (YAML or JSON)")
@@ -611,13 +676,16 @@ def build_parser() -> argparse.ArgumentParser:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not v >= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+            raise argparse.ArgumentTypeError(f"{text!r}: accepted: a number >= 0")
         return v
 
     def probability(text: str) -> float:
-        v = nonneg(text)
-        if not 0 < v <= 1:
-            raise argparse.ArgumentTypeError(f"{text!r} must lie in (0, 1]")
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 < v <= 1:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text!r}: accepted: a number in (0, 1], e.g. 0.9")
         return v
 
     n = sub.add_parser("next-test", help="rank the tests (and free questions) by expected information gain")
@@ -626,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--target", metavar="CAUSE", help="gain about one cause instead of all causes")
     n.add_argument("--cost-weight", type=nonneg, default=0.0, metavar="L", help="score = gain - L x cost (default 0)")
     n.add_argument("--lookahead", type=int, choices=[1, 2], default=1, help="2: exact best two-test policy")
-    n.add_argument("--top", type=int, default=10, help="rows to show in the table (default 10)")
+    _whole_flag(n, "--top", default=10, help="rows to show in the table, >= 1 (default 10)")
     n.add_argument("--plot", metavar="FILE.png", help="also draw the expected information gain as bars")
     n.add_argument("--force", action="store_true", help="replace the --plot file if it exists")
     common(n)
@@ -635,7 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="a work-up plan: test -> outcome -> next test, until a stopping rule")
     one_case(pl)
     pl.add_argument("--format", choices=["tree", "json"], default="tree")
-    pl.add_argument("--max-depth", type=int, default=3, help="tests along any path (default 3)")
+    _whole_flag(pl, "--max-depth", high=MAX_PLAN_DEPTH, default=3,
+                help=f"tests along any path, 1 to {MAX_PLAN_DEPTH} (default 3; each level multiplies the work "
+                     f"about fourfold, so depth {MAX_PLAN_DEPTH} can take a minute or two)")
     pl.add_argument("--stop-probability", type=probability, default=0.9,
                     help="stop when the leading cause reaches this probability (default 0.9)")
     pl.add_argument("--min-gain", type=nonneg, default=0.05, help="stop when no test gains this many bits")
@@ -660,7 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     one_case(x)
     x.add_argument("--cause", metavar="X", help="explain this cause (default: the leading causes)")
     x.add_argument("--versus", metavar="Y", help="pairwise: which findings favour X and which Y")
-    x.add_argument("--top", type=int, default=3, help="leading causes to explain without --cause (default 3)")
+    _whole_flag(x, "--top", default=3, help="leading causes to explain without --cause, >= 1 (default 3)")
     x.add_argument("--method", choices=["chain", "shapley"], default="chain",
                    help="split the shift by the chain rule in a fixed order (default) or by Shapley values")
     x.add_argument("--format", choices=["table", "json"], default="table")
@@ -699,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--errors", metavar="FILE", help="where bad rows are listed (default: OUTPUT stem + .errors.csv)")
     sc.add_argument("--allow-errors", action="store_true", help="exit 0 even when some rows failed")
     sc.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
-    sc.add_argument("--chunk-size", type=int, default=2000, metavar="N", help="rows per chunk (default 2000)")
+    _whole_flag(sc, "--chunk-size", default=2000, metavar="N", help="rows per chunk, >= 1 (default 2000)")
     sc.add_argument("--force", action="store_true", help="replace OUTPUT and the errors file if they exist")
     sc.add_argument("--engine", choices=["local", "dask"], default="local",
                     help="local (default) or dask (needs alpnet[dask])")
@@ -709,8 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_score)
 
     sm = sub.add_parser("simulate", help="synthetic patients sampled from the network, with their true causes")
-    sm.add_argument("-n", type=int, required=True, metavar="N", help="number of patients")
-    sm.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (same seed, same file)")
+    _whole_flag(sm, "-n", low=0, required=True, metavar="N", help="number of patients, >= 0")
+    _whole_flag(sm, "--seed", low=0, metavar="S", help="random seed, >= 0 (same seed, same file)")
     sm.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV or Parquet")
     sm.add_argument("--missing", type=float, default=0.0, metavar="FRACTION",
                     help="probability that each finding or history item is left empty (default 0)")
@@ -748,6 +818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INPUT
     try:
+        _check_flags(args)
         return int(args.func(args))
     except AlpnetError as exc:
         sys.stderr.write(f"alpnet: error: {exc}\n")

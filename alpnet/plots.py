@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import pandas as pd
 
+from .errors import AlpnetError
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
@@ -32,6 +34,13 @@ def short_label(label: str, width: int = 38) -> str:
     """People's words, cut at a parenthesis and to ``width`` characters."""
     text = str(label).split(" (")[0]
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _check_top(top: Any) -> int:
+    """``top`` is a count of bars: a whole number >= 1 (a negative one would slice the table)."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise AlpnetError(f"top {top!r}: must be a whole number >= 1")
+    return int(top)
 
 
 def _axes(ax: "Axes | None", size: tuple[float, float]) -> "Axes":
@@ -62,7 +71,7 @@ def plot_posterior(table: pd.DataFrame, *, ax: "Axes | None" = None, top: int = 
         One bar per cause (``ax.patches``) and the priors as one marker series labelled
         ``"prior"``.
     """
-    df = table.sort_values("posterior", ascending=False).head(top).iloc[::-1]
+    df = table.sort_values("posterior", ascending=False).head(_check_top(top)).iloc[::-1]
     ax = _axes(ax, (7, 0.4 * len(df) + 1.2))
     y = np.arange(len(df))
     ax.barh(y, df["posterior"], color=_BLUE, label="posterior")
@@ -95,7 +104,7 @@ def plot_next_test(ranking: pd.DataFrame, *, ax: "Axes | None" = None, top: int 
     matplotlib.axes.Axes
         One bar per test, best at the top; questions (free) in a second colour.
     """
-    df = ranking.sort_values("expected_information_gain_bits", ascending=False).head(top).iloc[::-1]
+    df = ranking.sort_values("expected_information_gain_bits", ascending=False).head(_check_top(top)).iloc[::-1]
     ax = _axes(ax, (7, 0.4 * len(df) + 1.2))
     y = np.arange(len(df))
     colours = [_GREEN if k == "question" else _BLUE for k in df["kind"]]
@@ -125,6 +134,7 @@ def plot_what_if(df: pd.DataFrame, *, ax: "Axes | None" = None, top: int = 8, ti
         For each cause a group of bars: ``before`` and then each scenario (``after`` for
         one what-if); the legend names them.
     """
+    top = _check_top(top)
     columns = ["before"] + [c for c in df.columns if c not in ("cause", "label", "before", "change")]
     order = df[columns].max(axis=1).sort_values(ascending=False).index[:top]
     sub = df.loc[order].iloc[::-1]
@@ -230,7 +240,7 @@ def plot_network(model: "Model", evidence: Mapping[str, Any] | None = None, *, a
     if posterior is None:
         posterior = model.engine.posterior(evidence)
     if show not in ("evidence", "all"):
-        raise ValueError(f"show must be 'evidence' or 'all'; got {show!r}")
+        raise AlpnetError(f"show must be 'evidence' or 'all'; got {show!r}")
     hidden = list(pset.hidden)
     keep_ctx = [v for v in pset.context if show == "all" or v in evidence]
     keep_find = [v for v in pset.findings if show == "all" or v in evidence]

@@ -174,6 +174,8 @@ def simulate_chunks(model: "Model", n: int, *, seed: int | None = None, missing:
         raise AlpnetError(f"n must be a whole number >= 0; got {n!r} instead")
     if not (isinstance(missing, (int, float)) and 0.0 <= float(missing) < 1.0):
         raise AlpnetError(f"missing must be a fraction in [0, 1); got {missing!r} instead")
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+        raise AlpnetError(f"seed must be a whole number >= 0, or None; got {seed!r} instead")
     rng = np.random.default_rng(seed)
     done = 0
     while done < n:
@@ -264,7 +266,8 @@ def simulate(model: "Model", n: int, *, seed: int | None = None, missing: float 
     n : int
         Number of patients (rows).
     seed : int, optional
-        Seed of the random generator: the same seed and ``n`` give the same cohort.
+        Seed of the random generator, a whole number >= 0: the same seed and ``n`` give
+        the same cohort.
     missing : float, default 0
         Probability that each observable (except ALP, age and sex) is left empty.
     return_states : bool, default False
