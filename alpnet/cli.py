@@ -35,8 +35,7 @@ _NEEDS = {"draws": ("--draws", "uncertainty", "--uncertainty"), "seed": ("--seed
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump noise
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"alpnet: error: {message}\n")
+        sys.stderr.write(f"alpnet: error: {message} (see: {self.prog} --help)\n")
         sys.exit(EXIT_INPUT)
 
 

@@ -59,12 +59,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import LabelError, evaluate, format_table, read_labelled
     from .model import DISCLAIMER
 
-    if args.bootstrap < 0:
-        raise AlpnetError(f"--bootstrap must be >= 0; got {args.bootstrap} instead")
-    if args.bins < 1:
-        raise AlpnetError(f"--bins must be >= 1; got {args.bins} instead")
-    if args.seed < 0:
-        raise AlpnetError(f"--seed {args.seed}: must be a whole number >= 0")
     plot_path = None
     if args.plot:  # before the work: DIR is an existing folder, or a new one in an existing folder
         from .tableio import check_output_path
@@ -134,6 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAction,
              common: Callable[..., None]) -> None:
     """Add ``evaluate``, ``calibrate`` and ``priors diff`` to the parser."""
+    from .cli import _whole_flag
     ev = sub.add_parser("evaluate", help="score labelled cases: Brier, log loss, ROC AUC, top-k, calibration",
                         description="Score labelled cases and measure the posteriors: Brier score, log loss, ROC "
                                     "AUC, top-1/top-3 accuracy and a calibration table. Every row must be valid: "
@@ -146,9 +141,10 @@ def register(sub: argparse._SubParsersAction, priors_sub: argparse._SubParsersAc
     ev.add_argument("--format", choices=["table", "json"], default="table")
     ev.add_argument("--plot", metavar="DIR", help="write DIR/reliability.png (a reliability diagram per cause); "
                     "DIR is an existing folder, or a new one inside an existing folder")
-    ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000; 0: none)")
-    ev.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
-    ev.add_argument("--bins", type=int, default=10, metavar="B", help="calibration bins (default 10)")
+    _whole_flag(ev, "--bootstrap", low=0, high=10_000, default=1000, metavar="N",
+                help="bootstrap resamples (default 1000; 0: none; at most 10,000)")
+    _whole_flag(ev, "--seed", low=0, default=0, metavar="S", help="bootstrap seed (default 0)")
+    _whole_flag(ev, "--bins", low=1, default=10, metavar="B", help="calibration bins (default 10)")
     ev.add_argument("--force", action="store_true", help="replace DIR/reliability.png if it exists")
     common(ev)
     ev.set_defaults(func=cmd_evaluate)
@@ -282,8 +278,6 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from .model import DISCLAIMER
     from .sensitivity import sensitivity
 
-    if args.top < 1:
-        raise AlpnetError(f"--top {args.top}: must be >= 1")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise AlpnetError(f"--plot {args.plot}: accepted file types: .png, .svg, .pdf")
     if args.plot:  # before the work; the case file is never overwritten, even with --force
@@ -355,10 +349,11 @@ def print_uncertainty(model: Any, result: Any, out: Any = sys.stdout) -> None:
 
 def register_sensitivity(sub: Any, common: Callable[..., None], one_case: Callable[..., None]) -> None:
     """Add ``sensitivity`` to the ``alpnet`` parser."""
+    from .cli import _whole_flag
     s = sub.add_parser("sensitivity", help="exact one-way sensitivity of a posterior to every parameter (tornado)")
     one_case(s)
     s.add_argument("--cause", metavar="CAUSE", help="the cause whose posterior is analysed (default: the leading one)")
-    s.add_argument("--top", type=int, default=20, help="parameters to show (default 20)")
+    _whole_flag(s, "--top", low=1, default=20, help="parameters to show (default 20)")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.add_argument("--plot", metavar="FILE.png", help="write a tornado plot")
     s.add_argument("--force", action="store_true", help="replace the plot file if it exists (never the case file)")

@@ -36,6 +36,8 @@ def table_format(path: str | Path, *, role: str = "input") -> Format:
     AlpnetError
         For any other extension, naming the accepted ones.
     """
+    if role == "input" and Path(path).is_dir():
+        raise AlpnetError(f"{path}: is a folder, not a table")
     name = Path(path).name.lower()
     if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
         return "csv"

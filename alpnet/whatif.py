@@ -368,6 +368,8 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
     from .documents import load_json, load_yaml
 
     p = Path(path)
+    if p.is_dir():
+        raise CaseError(f"{p}: is a folder, not a scenario file")
     if not p.is_file():
         raise CaseError(f"{p}: no such scenario file")
     try:

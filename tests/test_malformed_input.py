@@ -213,3 +213,30 @@ def test_read_case_names_a_path_that_is_not_one(path):
 
     with pytest.raises(CaseError, match="is not a file path"):
         alpnet.read_case(path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "x.csv", "--bootstrap", "100000"], "--bootstrap 100000: must be a whole number from 0 to 10,000"),
+    (["sensitivity", "examples/cases/paget.yaml", "--top", "0"], "--top 0: must be a whole number >= 1"),
+])
+def test_analyst_count_flags_are_bounded(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and out == ""
+
+
+def test_a_folder_given_as_a_table_or_scenario_file_is_named_a_folder(capsys, tmp_path):
+    from .conftest import EXAMPLES
+
+    code, _, err = run(capsys, "evaluate", str(tmp_path))
+    assert code == 2 and f"{tmp_path}: is a folder, not a table" in err
+    code, _, err = run(capsys, "what-if", str(EXAMPLES / "paget.yaml"), "--scenarios", str(tmp_path))
+    assert code == 2 and f"{tmp_path}: is a folder, not a scenario file" in err
+
+
+def test_a_bad_flag_value_is_one_line_pointing_to_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["next-test", "examples/cases/paget.yaml", "--lookahead", "nan"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.strip().splitlines() == [
+        "alpnet: error: argument --lookahead: invalid int value: 'nan' (see: alpnet next-test --help)"]
