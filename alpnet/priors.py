@@ -209,6 +209,7 @@ class PriorSet:
                 close = _close_matches(pid, new.parameters)
                 raise PriorsError(
                     f"--param {pid}: unknown parameter id" + (f"; did you mean {close}?" if close else "")
+                    + "; `alpnet priors report` lists every id"
                 )
             p = new.parameters[pid]
             if p.kind == "probability" and not 0.0 <= value <= 1.0:

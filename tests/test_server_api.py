@@ -230,6 +230,13 @@ def test_body_that_is_not_a_case_is_a_422(client, raw):
     assert r.json()["error"]
 
 
+def test_a_key_given_twice_in_the_body_is_a_422_naming_it(client):
+    raw = b'{"patient": {"age": 70, "sex": "male"}, "labs": {"alp": "420 U/L", "alp": "90 U/L"}}'
+    r = client.post("/diagnose", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "the key 'alp' is given twice" in r.json()["error"]
+
+
 def test_huge_body_is_a_413(client):
     big = {"labs": {"alp": "486 U/L"}, "id": "x" * (MAX_BODY_BYTES + 10)}
     r = client.post("/diagnose", json=big)
