@@ -825,11 +825,9 @@ def check_output_folder(out: str | Path, *, force: bool, labelled: str | Path | 
                               f"with its {_MANIFEST}); choose another {flag} or remove it yourself")
         if not force:
             raise AlpnetError(f"{out}: already exists; use --force to replace it")
-    parent_dir = out.parent if str(out.parent) else Path(".")
-    if not parent_dir.is_dir():
-        raise AlpnetError(f"{where}: the folder {parent_dir} does not exist")
-    if not os.access(parent_dir, os.W_OK | os.X_OK):
-        raise AlpnetError(f"{where}: the folder {parent_dir} is not writable")
+    from .tableio import check_parent_folder
+
+    check_parent_folder(out, where)
     return out
 
 

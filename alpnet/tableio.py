@@ -329,8 +329,13 @@ def check_output_path(path: Path, *, force: bool) -> None:
         raise AlpnetError(f"{path}: is a folder")
     if path.exists() and not force:
         raise AlpnetError(f"{path}: already exists; use --force to replace it")
+    check_parent_folder(path)
+
+
+def check_parent_folder(path: Path, where: str | None = None) -> None:
+    """Refuse an output whose folder is missing or not writable; ``where`` names it in the message."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise AlpnetError(f"{path}: the folder {parent} does not exist")
+        raise AlpnetError(f"{where or path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise AlpnetError(f"{path}: the folder {parent} is not writable")
+        raise AlpnetError(f"{where or path}: the folder {parent} is not writable")
