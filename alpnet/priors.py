@@ -1018,12 +1018,15 @@ def _validate_reference(ref: Any, variables: dict[str, Variable], ld: _Loader) -
                 ld.errors.add(file, f"{key}.units.{u}", f"factor must be a positive number; got {factor!r}")
             if isinstance(f, Mapping):
                 ld.source_refs.append((file, f"{key}.units.{u}", str(f.get("source"))))
-        pl = spec.get("plausible")
-        if not (isinstance(pl, Mapping) and isinstance(pl.get("min"), (int, float)) and isinstance(pl.get("max"), (int, float))
-                and pl["min"] < pl["max"]):
-            ld.errors.add(file, f"{key}.plausible", "needs min < max (canonical unit)")
-        else:
-            ld.source_refs.append((file, f"{key}.plausible", str(pl.get("source"))))
+        for field, required in (("plausible", True), ("uln_plausible", False)):  # uln_: the lab's own limit
+            pl = spec.get(field)
+            if pl is None and not required:
+                continue
+            if not (isinstance(pl, Mapping) and isinstance(pl.get("min"), (int, float))
+                    and isinstance(pl.get("max"), (int, float)) and pl["min"] < pl["max"]):
+                ld.errors.add(file, f"{key}.{field}", "needs min < max (canonical unit)")
+            else:
+                ld.source_refs.append((file, f"{key}.{field}", str(pl.get("source"))))
         for i, row in enumerate(spec.get("reference") or []):
             rk = f"{key}.reference[{i}]"
             if not isinstance(row, Mapping):

@@ -240,3 +240,22 @@ def test_a_bad_flag_value_is_one_line_pointing_to_help(capsys):
     assert stop.value.code == 2
     assert err.strip().splitlines() == [
         "alpnet: error: argument --lookahead: invalid int value: 'nan' (see: alpnet next-test --help)"]
+
+
+def test_the_lab_limit_span_in_the_prior_set_is_validated_with_its_source(tmp_path):
+    import shutil
+
+    from alpnet.errors import PriorsError
+    from alpnet.priors import load_priors
+
+    from .conftest import ROOT
+
+    folder = tmp_path / "priors"
+    shutil.copytree(ROOT / "priors", folder)
+    ref = folder / "reference.yaml"
+    text = ref.read_text()
+    assert "uln_plausible: {min: 40, max: 1500, source: expert-judgment" in text
+    ref.write_text(text.replace("uln_plausible: {min: 40, max: 1500, source: expert-judgment",
+                                "uln_plausible: {min: 40, max: 1500, source: nosuch"))
+    with pytest.raises(PriorsError, match=r"labs\.alp\.uln_plausible: source 'nosuch'"):
+        load_priors(folder)
