@@ -17,7 +17,8 @@ import pandas as pd
 from .batch import (ERROR_COLUMNS, ColumnPlan, CredibleIntervals, interval_columns, output_columns, plan_columns,
                     score_chunk)
 from .errors import AlpnetError
-from .tableio import AtomicTableWriter, check_output_path, iter_chunks, read_columns, table_format
+from .tableio import (AtomicTableWriter, check_input_path, check_output_path, iter_chunks, read_columns,
+                      table_format)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
@@ -61,14 +62,11 @@ def check_paths(input_path: str | Path, output: str | Path, *, errors_path: str 
     AlpnetError
     """
     inp, out = Path(input_path), Path(output)
+    check_input_path(inp)
     table_format(inp)
     table_format(out, role="output")
     errs = Path(errors_path) if errors_path else default_errors_path(out)
     table_format(errs, role="errors file")
-    if not inp.exists():
-        raise AlpnetError(f"{inp}: no such file")
-    if inp.is_dir():
-        raise AlpnetError(f"{inp}: is a folder, not a table")
     for p in (out, errs):
         if p.exists() and inp.resolve() == p.resolve():
             raise AlpnetError(f"{p}: is the input file; the input is never overwritten, choose another name")

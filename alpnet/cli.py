@@ -25,7 +25,6 @@ EXIT_OK, EXIT_PARTIAL, EXIT_INPUT = 0, 1, 2
 
 MAX_DRAWS = 10_000  # diagnose --uncertainty takes about 0.06 s a draw, score about 0.7 ms a row a draw
 MAX_PLAN_DEPTH = 5  # each level multiplies a plan's work about fourfold: depth 5 can take a minute or two
-DRAW_DEFAULTS = {"draws": 200, "seed": 0, "level": 0.95}  # of --uncertainty (the flags default to None: unset)
 CLI_SCENARIO = "command line"  # what-if: the name of the --set/--unset changes next to --scenarios
 
 # A flag that does nothing without another: dest -> (flag, the dest it needs, that flag).
@@ -342,17 +341,14 @@ def _plot_target(args: argparse.Namespace, inputs: Sequence[str | None]) -> Path
     if not target:
         return None
     from .plots import PLOT_FORMATS
-    from .tableio import check_output_path
+    from .tableio import check_not_input, check_output_path
 
     path = Path(target)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in PLOT_FORMATS:
         raise AlpnetError(f"--plot {target}: unknown file type {path.suffix or '(none)'!r}; accepted: "
                           + ", ".join(f".{f}" for f in PLOT_FORMATS))
-    for inp in filter(None, inputs):
-        if path.exists() and Path(inp).exists() and os.path.samefile(path, inp):
-            raise AlpnetError(f"--plot {target}: is the input file {inp}; an input is never overwritten, "
-                              "choose another name")
+    check_not_input(path, "--plot", inputs)
     try:
         check_output_path(path, force=args.force)
     except AlpnetError as exc:  # its messages start with the path: name the flag too
@@ -558,14 +554,15 @@ def _intervals_from_flags(args: argparse.Namespace) -> "CredibleIntervals | None
         return None
     from .batch import CredibleIntervals
 
-    given = {k: getattr(args, k) for k in DRAW_DEFAULTS}
-    return CredibleIntervals(**{k: DRAW_DEFAULTS[k] if v is None else v for k, v in given.items()})  # checks them
+    # the flags default to None (so that one given without --uncertainty is seen): CredibleIntervals
+    # holds the defaults, and checks the values
+    given = {k: getattr(args, k) for k in ("draws", "seed", "level")}
+    return CredibleIntervals(**{k: v for k, v in given.items() if v is not None})
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .batch_file import check_paths, prepare, score_file
     from .model import DISCLAIMER
-    from .tableio import _check_input
 
     intervals = _intervals_from_flags(args)
     if args.scheduler and args.engine != "dask":
@@ -574,7 +571,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         from .batch_dask import require_dask
 
         require_dask()
-    _check_input(Path(args.input))  # a folder is named as one, before its (missing) extension is
     check_paths(args.input, args.output, errors_path=args.errors, force=args.force)  # before the slow load
     model = _load(args)
     plan, errors_path = prepare(args.input, args.output, errors_path=args.errors, force=args.force, pset=model.priors)
@@ -669,23 +665,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("case", nargs="?", metavar="CASE", help="a case file (YAML or JSON)")
         p.add_argument("--example", metavar="NAME", help="a bundled example case instead of a file")
 
-    def nonneg(text: str) -> float:
+    def number(text: str, ok: Any, accepted: str) -> float:
         try:
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not v >= 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: accepted: a number >= 0")
+        if not ok(v):  # comparisons with nan are false: nan is refused too
+            raise argparse.ArgumentTypeError(f"{text!r}: accepted: {accepted}")
         return v
 
+    def nonneg(text: str) -> float:
+        return number(text, lambda v: v >= 0, "a number >= 0")
+
     def probability(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not 0 < v <= 1:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{text!r}: accepted: a number in (0, 1], e.g. 0.9")
-        return v
+        return number(text, lambda v: 0 < v <= 1, "a number in (0, 1], e.g. 0.9")
 
     n = sub.add_parser("next-test", help="rank the tests (and free questions) by expected information gain")
     one_case(n)

@@ -32,15 +32,6 @@ def _report_rows(errors) -> None:
         sys.stderr.write(f"alpnet: {where}{col}{val}: {r.reason}\n")
 
 
-def _refuse_inputs(out: Path, flag: str, inputs: list[str | Path]) -> None:
-    """Refuse an output path that is one of the input files (symlinks resolved), even with --force."""
-    for given in inputs:
-        inp = Path(given)
-        if inp.exists() and out.exists() and (out.resolve() == inp.resolve() or out.samefile(inp)):
-            raise AlpnetError(f"{flag} {out}: is the input file {given}; the input is never overwritten, "
-                              "choose another name")
-
-
 def _json_default(x: Any) -> Any:
     import numpy as np
 
@@ -61,13 +52,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     plot_path = None
     if args.plot:  # before the work: DIR is an existing folder, or a new one in an existing folder
-        from .tableio import check_output_path
+        from .tableio import check_not_input, check_output_path
 
         plot_dir = Path(args.plot)
         if plot_dir.exists() and not plot_dir.is_dir():
             raise AlpnetError(f"--plot {plot_dir}: exists and is not a folder")
         plot_path = plot_dir / "reliability.png"
-        _refuse_inputs(plot_path, "--plot", [args.labelled])
+        check_not_input(plot_path, "--plot", [args.labelled])
         if plot_dir.is_dir():
             check_output_path(plot_path, force=args.force)
         else:
@@ -281,9 +272,9 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise AlpnetError(f"--plot {args.plot}: accepted file types: .png, .svg, .pdf")
     if args.plot:  # before the work; the case file is never overwritten, even with --force
-        from .tableio import check_output_path
+        from .tableio import check_not_input, check_output_path
 
-        _refuse_inputs(Path(args.plot), "--plot", [args.case] if args.case else [])
+        check_not_input(Path(args.plot), "--plot", [args.case])
         check_output_path(Path(args.plot), force=args.force)
     model = _load(args)
     case, evidence = _one_case(args, model)

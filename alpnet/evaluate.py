@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .checks import check_seed
 from .errors import AlpnetError, CaseError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -207,9 +208,10 @@ def read_labelled(path: str | Path) -> pd.DataFrame:
     AlpnetError
         For a missing, empty or unreadable file.
     """
-    from .tableio import iter_chunks, table_format
+    from .tableio import check_input_path, iter_chunks, table_format
 
     p = Path(path)
+    check_input_path(p)
     fmt = table_format(p)
     if fmt == "csv" and p.is_file():
         try:
@@ -388,8 +390,7 @@ def evaluate_arrays(post: np.ndarray, y: np.ndarray, causes: list[str], *, boots
         raise AlpnetError(f"confidence must lie in (0, 1); got {confidence!r} instead")
     if not isinstance(bins, (int, np.integer)) or bins < 1:
         raise AlpnetError(f"bins must be a whole number >= 1; got {bins!r} instead")
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-        raise AlpnetError(f"seed must be a whole number >= 0, or None; got {seed!r} instead")
+    check_seed(seed)
     n = len(post)
     if n == 0:
         raise AlpnetError("no rows to evaluate (the table has a header but no data rows)")

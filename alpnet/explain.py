@@ -79,7 +79,7 @@ import pandas as pd
 from .formatting import percent as _p
 from .errors import AlpnetError, CaseError
 from .evidence import Case, case_from_mapping
-from .next_test import check_number
+from .checks import check_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model

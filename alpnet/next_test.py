@@ -25,72 +25,20 @@ with the second test chosen for each outcome of the first.
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from .checks import check_number
 from .errors import AlpnetError, CaseError
 from .engine import marginals, one_blas_thread
 from .priors import is_question, is_test
 
-__all__ = ["TestRanker", "LN2", "check_number"]
+__all__ = ["TestRanker", "LN2"]
 
 LN2 = float(np.log(2.0))
-
-
-def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, whole: bool = False) -> float:
-    """Check one numeric argument of a public function and return it.
-
-    Parameters
-    ----------
-    name : str
-        The argument as the caller wrote it (``cost_weight``), named in the message.
-    value : object
-        What was passed. A real number (``int``, ``float``, numpy scalars); never a bool
-        or a string, which are refused rather than converted.
-    low, high : float, optional
-        Inclusive bounds (``low`` exclusive with ``low_open``).
-    whole : bool, default False
-        Require a whole number (``2`` or ``2.0``).
-
-    Returns
-    -------
-    float or int
-        The value, as an ``int`` with ``whole``, else a ``float``.
-
-    Raises
-    ------
-    CaseError
-        Naming the argument, the value and what is accepted, for a value that is not a
-        number, not finite, not whole (with ``whole``) or out of range.
-    """
-    kind = "a whole number" if whole else "a finite number"
-    if low is not None and high is not None:
-        accepted = f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}]"
-    elif low is not None:
-        accepted = f"{kind} {'>' if low_open else '>='} {low:g}"
-    else:
-        accepted = kind if high is None else f"{kind} <= {high:g}"
-    try:
-        shown = f"{name} '{str(value):.60}'"
-    except ValueError:  # an int with more digits than Python prints
-        shown = f"{name} '<a {type(value).__name__} too long to print>'"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise CaseError(f"{shown}: not a number ({type(value).__name__}); accepted: {accepted}")
-    try:
-        x = float(value)
-    except OverflowError:  # an int beyond any float
-        x = math.inf
-    if not math.isfinite(x) or (whole and not x.is_integer()):
-        raise CaseError(f"{shown}: not {kind}; accepted: {accepted}")
-    if (low is not None and (x <= low if low_open else x < low)) or (high is not None and x > high):
-        raise CaseError(f"{shown}: out of range; accepted: {accepted}")
-    return int(x) if whole else x
 
 
 def _live_length(w: np.ndarray) -> int:

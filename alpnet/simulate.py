@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from .checks import check_seed
 from .errors import AlpnetError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,8 +175,7 @@ def simulate_chunks(model: "Model", n: int, *, seed: int | None = None, missing:
         raise AlpnetError(f"n must be a whole number >= 0; got {n!r} instead")
     if not (isinstance(missing, (int, float)) and 0.0 <= float(missing) < 1.0):
         raise AlpnetError(f"missing must be a fraction in [0, 1); got {missing!r} instead")
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-        raise AlpnetError(f"seed must be a whole number >= 0, or None; got {seed!r} instead")
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     done = 0
     while done < n:

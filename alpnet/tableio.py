@@ -17,13 +17,14 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
 import pandas as pd
 
 from .errors import AlpnetError
 
-__all__ = ["table_format", "iter_chunks", "read_columns", "count_rows", "AtomicTableWriter"]
+__all__ = ["table_format", "iter_chunks", "read_columns", "count_rows", "AtomicTableWriter", "check_input_path",
+           "check_output_path", "check_parent_folder", "check_not_input"]
 
 Format = Literal["csv", "parquet"]
 
@@ -36,8 +37,6 @@ def table_format(path: str | Path, *, role: str = "input") -> Format:
     AlpnetError
         For any other extension, naming the accepted ones.
     """
-    if role == "input" and Path(path).is_dir():
-        raise AlpnetError(f"{path}: is a folder, not a table")
     name = Path(path).name.lower()
     if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
         return "csv"
@@ -67,19 +66,10 @@ def _csv_options(path: Path) -> dict:
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
-def _header_problem(names: list[str]) -> str | None:
-    """What is wrong with a header: an empty name or a name given twice (None if nothing)."""
-    for i, name in enumerate(names):
-        if not name.strip():
-            return f"column {i + 1} of the header has no name; give every column a name"
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        return (f"columns {', '.join(repr(d) for d in dupes)} appear more than once in the header; "
-                "every column needs its own name")
-    return None
 
 
-def _check_input(path: Path) -> None:
+def check_input_path(path: Path) -> None:
+    """Refuse a missing input or a folder, before its extension is looked at."""
     if not path.exists():
         raise AlpnetError(f"{path}: no such file")
     if path.is_dir():
@@ -95,18 +85,18 @@ def read_columns(path: str | Path) -> list[str]:
         If the file is missing, empty or unreadable.
     """
     p = Path(path)
-    _check_input(p)
+    check_input_path(p)
     fmt = table_format(p)
     try:
-        if fmt == "csv":  # the header as written (pandas would rename 'a', 'a' to 'a', 'a.1')
+        if fmt == "csv":  # as written: pandas would rename 'a', 'a' to 'a', 'a.1' (plan_columns refuses twins)
             options = dict(_csv_options(p), header=None, nrows=1)
             names = ["" if pd.isna(c) else str(c) for c in pd.read_csv(p, **options).iloc[0].tolist()]
         else:
             pa = _pyarrow()
             names = [n for n in pa.parquet.ParquetFile(p).schema_arrow.names if not _PANDAS_INDEX.fullmatch(n)]
-        problem = _header_problem(names)
-        if problem:
-            raise AlpnetError(f"{p}: {problem}")
+        empty = next((i for i, name in enumerate(names) if not name.strip()), None)
+        if empty is not None:
+            raise AlpnetError(f"{p}: column {empty + 1} of the header has no name; give every column a name")
         return names
     except AlpnetError:
         raise
@@ -147,7 +137,7 @@ def iter_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     The index of each chunk is the 0-based position of its rows in the file.
     """
     p = Path(path)
-    _check_input(p)
+    check_input_path(p)
     fmt = table_format(p)
     start = 0
     try:
@@ -330,6 +320,16 @@ def check_output_path(path: Path, *, force: bool) -> None:
     if path.exists() and not force:
         raise AlpnetError(f"{path}: already exists; use --force to replace it")
     check_parent_folder(path)
+
+
+def check_not_input(out: Path, flag: str, inputs: Sequence[str | Path | None]) -> None:
+    """Refuse an output path that is one of the input files (symlinks and hard links
+    resolved), even with --force: an input is never overwritten."""
+    for given in filter(None, inputs):
+        inp = Path(given)
+        if inp.exists() and out.exists() and (out.resolve() == inp.resolve() or out.samefile(inp)):
+            raise AlpnetError(f"{flag} {out}: is the input file {given}; the input is never overwritten, "
+                              "choose another name")
 
 
 def check_parent_folder(path: Path, where: str | None = None) -> None:

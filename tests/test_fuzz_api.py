@@ -20,7 +20,7 @@ import yaml
 import alpnet
 from alpnet.cli import main
 from alpnet.explain import explain
-from alpnet.next_test import check_number
+from alpnet.checks import check_number
 from alpnet.priors import bundled_priors_path, load_priors
 from alpnet.whatif import what_if
 
