@@ -371,6 +371,10 @@ def _patient_entries(pset: PriorSet, p: _Patient) -> list[tuple[str, str, list[s
     if p.pregnant is not None:
         if p.pregnant and p.sex == "male":
             raise CaseError("patient.pregnant: true conflicts with patient.sex: male")
+        window = pset.reference.get("pregnancy_age")
+        if p.pregnant and p.age is not None and window and not window["min"] <= float(p.age) < window["max"]:
+            raise CaseError(f"patient.pregnant: true conflicts with patient.age: {p.age!r}; accepted: pregnancy at "
+                            f"{window['min']:g} to {window['max']:g} years (priors/reference.yaml, pregnancy_age)")
         if not p.pregnant:
             states = ["not_pregnant"]
         elif p.trimester is not None:

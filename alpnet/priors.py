@@ -1003,6 +1003,13 @@ def _validate_reference(ref: Any, variables: dict[str, Variable], ld: _Loader) -
             ld.scalar(adj.get(k), f"albumin_adjustment.{k}", file, f"albumin_adjustment.{k}", kind="quantity")
     else:
         ld.errors.add(file, "albumin_adjustment", "is missing")
+    preg = ref.get("pregnancy_age")
+    if preg is not None:  # optional: without it any age may be pregnant
+        if not (isinstance(preg, Mapping) and all(isinstance(preg.get(k), (int, float)) and not isinstance(preg.get(k), bool)
+                                                  for k in ("min", "max")) and 0 <= preg["min"] < preg["max"]):
+            ld.errors.add(file, "pregnancy_age", "needs 0 <= min < max (years)")
+        else:
+            ld.source_refs.append((file, "pregnancy_age", str(preg.get("source"))))
     for lab, spec in ref["labs"].items():
         key = f"labs.{lab}"
         if not isinstance(spec, Mapping):

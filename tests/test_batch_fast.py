@@ -77,6 +77,8 @@ BAD_ROWS = [
     ("negative", {"labs.crp": "-3 mg/L"}),
     ("impossible", {"labs.alp": "60000 U/L"}),
     ("pregnant male", {"patient.sex": "male", "patient.pregnant": "true"}),
+    ("pregnant at 80", {"patient.sex": "female", "patient.age": "80", "patient.pregnant": "true"}),
+    ("pregnant at 3", {"patient.sex": "female", "patient.age": "3", "patient.pregnant": "yes", "patient.trimester": "2"}),
     ("trimester without pregnancy", {"patient.pregnant": "false", "patient.trimester": "2"}),
     ("trimester alone", {"patient.pregnant": "", "patient.trimester": "1"}),
     ("bad trimester", {"patient.sex": "female", "patient.pregnant": "true", "patient.trimester": "4"}),

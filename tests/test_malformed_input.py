@@ -259,3 +259,43 @@ def test_the_lab_limit_span_in_the_prior_set_is_validated_with_its_source(tmp_pa
                                 "uln_plausible: {min: 40, max: 1500, source: nosuch"))
     with pytest.raises(PriorsError, match=r"labs\.alp\.uln_plausible: source 'nosuch'"):
         load_priors(folder)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  min: 5\n  max: 75\n", "  min: 75\n  max: 5\n", r"pregnancy_age: needs 0 <= min < max"),
+    ("  max: 75\n  source: expert-judgment\n", "  max: 75\n  source: nosuch\n", r"pregnancy_age: source 'nosuch'"),
+])
+def test_the_pregnancy_age_window_in_the_prior_set_is_validated(tmp_path, old, new, message):
+    import shutil
+
+    from alpnet.errors import PriorsError
+    from alpnet.priors import load_priors
+
+    from .conftest import ROOT
+
+    folder = tmp_path / "priors"
+    shutil.copytree(ROOT / "priors", folder)
+    ref = folder / "reference.yaml"
+    text = ref.read_text()
+    assert old in text
+    ref.write_text(text.replace(old, new, 1))
+    with pytest.raises(PriorsError, match=message):
+        load_priors(folder)
+
+
+def test_without_a_pregnancy_age_window_any_age_may_be_pregnant(tmp_path):
+    """A prior set may leave the window out; the context table alone then decides."""
+    import re
+    import shutil
+
+    from alpnet.model import load_model
+
+    from .conftest import ROOT
+
+    folder = tmp_path / "priors"
+    shutil.copytree(ROOT / "priors", folder)
+    ref = folder / "reference.yaml"
+    ref.write_text(re.sub(r"pregnancy_age:.*?\n\n", "", ref.read_text(), count=1, flags=re.S))
+    model = load_model(folder)
+    ev, _ = model.evidence_of({"patient": {"age": 80, "sex": "female", "pregnant": True}, "labs": {"alp": "200 U/L"}})
+    assert set(ev["pregnant"]) == {"trimester_1", "trimester_2", "trimester_3"}
