@@ -139,6 +139,9 @@ def _diagnose_record(model, case, table, mappings, show_states: bool) -> dict[st
     }
     if show_states:
         rec["states"] = [m.as_dict() for m in mappings]
+    unused = [{"key": m.key, "input": m.input, "note": m.note} for m in mappings if not m.states]
+    if unused:
+        rec["unused"] = unused
     return rec
 
 
@@ -154,7 +157,8 @@ def _print_table(model, case, table, mappings, show_states: bool, out) -> None:
             val = f"{m.value:g} {m.unit}" if m.value is not None else ""
             ref = f"  [{m.reference}]" if m.reference else ""
             note = f"  ({m.note})" if m.note else ""
-            print(f"    {m.key:28s} {m.input!s:>18s}  {val:>16s} -> {' | '.join(m.states)}{ref}{note}", file=out)
+            print(f"    {m.key:28s} {m.input!s:>18s}  {val:>16s} -> {' | '.join(m.states) or '-'}{ref}{note}",
+                  file=out)
     def short(label: str) -> str:
         return label.split(" (")[0]
 
@@ -167,6 +171,10 @@ def _print_table(model, case, table, mappings, show_states: bool, out) -> None:
     print(f"  leading cause: {model.label(lead)} ({lead})", file=out)
     for leak, p in table.attrs["leak"].items():
         print(f"  {model.label(leak)} ({leak}, not a cause): {_pct(p)}", file=out)
+    if not show_states:  # (--show-states lists them with the rest)
+        for m in mappings:
+            if not m.states:
+                print(f"  {m.key} = {m.input}: {m.note}", file=out)
     print(file=out)
 
 
@@ -560,6 +568,10 @@ def _intervals_from_flags(args: argparse.Namespace) -> "CredibleIntervals | None
     return CredibleIntervals(**{k: v for k, v in given.items() if v is not None})
 
 
+#: Case keys that only qualify another key (a lab's own limit, the albumin that adjusts calcium).
+_HELPER_KEYS = {"labs.alp_uln": "labs.alp", "labs.bone_alp_uln": "labs.bone_alp", "labs.albumin": "labs.calcium"}
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from .batch_file import check_paths, prepare, score_file
     from .model import DISCLAIMER
@@ -577,6 +589,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.quiet else (lambda text: sys.stderr.write(text + "\n"))
     if plan.passthrough:
         say(f"passing through {len(plan.passthrough)} column(s) that are not case keys: {', '.join(plan.passthrough)}")
+    for key, needs in _HELPER_KEYS.items():  # a column that only qualifies another, which the file lacks
+        if key in plan.column_of and needs not in plan.column_of:
+            say(f"column {plan.column_of[key]} ({key}) is not used: it only qualifies {needs}, which the file has "
+                f"no column for")
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from tqdm import tqdm  # installed with pgmpy

@@ -305,6 +305,11 @@ class _Mapper:
         shown = extra.pop("input", None)
         self.records.append(StateMapping(key=key, input=str(shown), variable=var, states=list(states), **extra))
 
+    def unused(self, key: str, raw: Any, why: str, value: float | None = None, unit: str | None = None) -> None:
+        """Record an input that is valid but moves no variable (``states`` empty), saying why."""
+        self.records.append(StateMapping(key=key, input=str(raw), variable="", states=[], value=value, unit=unit,
+                                         note=f"not used: {why}"))
+
     def run(self) -> tuple[dict[str, Any], list[StateMapping]]:
         for key, var, states, extra in _patient_entries(self.pset, self.patient):
             self.put(key, var, states, **extra)
@@ -320,8 +325,15 @@ class _Mapper:
         labs = self.data.get("labs") or {}
         ref = self.pset.reference
         albumin_gl = None
+        albumin_used = False
         if "albumin" in labs:
             albumin_gl = _quantity(self.pset, "albumin", labs["albumin"], allow_verdict=True)
+        for extra in EXTRA_LAB_KEYS:  # a lab's own limit without its result: checked, then reported unused
+            lab = extra.removesuffix("_uln")
+            if extra in labs and lab not in labs:
+                _quantity_uln(extra, labs[extra], ref["labs"][lab])
+                self.unused(f"labs.{extra}", labs[extra], f"it is the reporting lab's limit for labs.{lab}, "
+                                                          "which the case does not give")
         for name, raw in labs.items():
             if name in EXTRA_LAB_KEYS or name == "albumin":
                 continue
@@ -338,11 +350,20 @@ class _Mapper:
             if name == "calcium" and albumin_gl is not None:
                 note = f"albumin-adjusted from {value:.4g} with albumin {albumin_gl:.3g} g/L"
                 value = _albumin_adjusted(self.pset, value, albumin_gl)
+                albumin_used = True
             states, ref_text = _states_for(key, text, value, reading.qualifier, spec, reading.lab_uln, self.patient)
             if reading.lab_uln is not None:
                 ref_text = f"the lab's own limit {reading.lab_uln:.4g} {reading.unit}"
             self.put(key, name, states, input=text, value=round(value, 6), unit=reading.unit, reference=ref_text,
                      note=note)
+        if "albumin" in labs and not albumin_used:
+            why = ("albumin adjusts a total calcium given as a number" if albumin_gl is None
+                   else "albumin only adjusts a total calcium given as a number, and the case gives "
+                   + ("the calcium as a verdict word" if "calcium" in labs else "no calcium"))
+            if albumin_gl is None:
+                why += "; a verdict word gives no number to adjust with"
+            self.unused("labs.albumin", labs["albumin"], why,
+                        None if albumin_gl is None else round(albumin_gl, 6), None if albumin_gl is None else "g/L")
 
 
 # ------------------------------------------------------------------ patient

@@ -212,3 +212,28 @@ def test_every_bad_input_rule_through_the_cli(capsys, tmp_path, case, message):
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert re.search(message, err), err
+
+
+def test_diagnose_says_which_inputs_it_did_not_use(capsys, tmp_path):
+    case = tmp_path / "albumin.yaml"
+    case.write_text("patient: {age: 50, sex: female}\nlabs: {alp: 300 U/L, albumin: 30 g/L}\n")
+    code, out, err = run(capsys, "diagnose", str(case))
+    assert code == 0, err
+    assert "labs.albumin = 30 g/L: not used: albumin only adjusts a total calcium" in out
+    code, out, err = run(capsys, "diagnose", str(case), "--format", "json")
+    assert code == 0, err
+    [unused] = json.loads(out)["unused"]
+    assert unused["key"] == "labs.albumin" and unused["input"] == "30 g/L" and "no calcium" in unused["note"]
+    code, out, err = run(capsys, "diagnose", str(case), "--show-states")
+    assert code == 0, err
+    [line] = [x for x in out.splitlines() if x.strip().startswith("labs.albumin")]
+    assert "-> -" in line and "not used" in line
+
+
+def test_score_names_a_column_that_qualifies_a_missing_one(capsys, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("age,sex,alp,albumin,bone_alp_uln\n50,female,300 U/L,40 g/L,20 ug/L\n")
+    code, out, err = run(capsys, "score", str(src), "-o", str(tmp_path / "out.csv"))
+    assert code == 0, err
+    assert "column albumin (labs.albumin) is not used: it only qualifies labs.calcium" in err
+    assert "column bone_alp_uln (labs.bone_alp_uln) is not used: it only qualifies labs.bone_alp" in err

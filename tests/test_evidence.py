@@ -258,3 +258,30 @@ def test_a_limit_that_cannot_be_compared_with_the_result_is_an_error(model):
             "labs": {"alp": "300 U/L", "bone_alp": "25 ug/L", "bone_alp_uln": "20 U/L"}}
     with pytest.raises(CaseError, match=r"labs\.bone_alp_uln: '20 U/L'.*accepted: ug/L"):
         model.evidence_of(case)
+
+
+@pytest.mark.parametrize("labs, key, reason", [
+    ({"albumin": "30 g/L"}, "labs.albumin", "the case gives no calcium"),
+    ({"albumin": "30 g/L", "calcium": "high"}, "labs.albumin", "the case gives the calcium as a verdict word"),
+    ({"albumin": "low", "calcium": "2.2 mmol/L"}, "labs.albumin", "a verdict word gives no number to adjust with"),
+    ({"bone_alp_uln": "20 ug/L"}, "labs.bone_alp_uln", "limit for labs.bone_alp, which the case does not give"),
+])
+def test_an_input_that_moves_nothing_is_reported_not_dropped(model, labs, key, reason):
+    """Valid input that qualifies a value the case lacks is listed with why it is not used."""
+    ev, records = states_of(model, labs)
+    unused = records[key]
+    assert unused.states == [] and unused.note.startswith("not used: ") and reason in unused.note
+    assert key.removeprefix("labs.") not in ev
+    if "calcium" in labs:  # the calcium itself is still read, unadjusted
+        assert "albumin-adjusted" not in (records["labs.calcium"].note or "")
+
+
+def test_albumin_that_adjusts_calcium_is_not_reported_unused(model):
+    _, records = states_of(model, {"albumin": "30 g/L", "calcium": "2.2 mmol/L"})
+    assert "labs.albumin" not in records
+    assert "albumin-adjusted from 2.2 with albumin 30 g/L" in records["labs.calcium"].note
+
+
+def test_a_lab_limit_without_its_result_is_still_checked(model):
+    with pytest.raises(CaseError, match=r"labs.bone_alp_uln: 'abc' is not a value with a unit"):
+        states_of(model, {"bone_alp_uln": "abc"})
