@@ -25,7 +25,7 @@ import pandas as pd
 
 from .batch import ColumnPlan, CredibleIntervals, interval_columns, output_columns, score_chunk
 from .errors import AlpnetError
-from .tableio import _PANDAS_INDEX, count_rows, table_format
+from .tableio import _PANDAS_INDEX, count_rows, first_short_line, table_format
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Model
@@ -141,6 +141,10 @@ def dask_chunks(model: "Model", input_path: Path, plan: ColumnPlan, *, next_test
     _MODELS.setdefault(ref.key, model)
     fmt = table_format(input_path)
     if fmt == "csv":
+        short = first_short_line(input_path)  # Dask, like pandas, would read a cut-short row as unknowns
+        if short is not None:
+            raise AlpnetError(f"{input_path}: cannot be read as CSV: {short} (without --engine dask, such a line "
+                              "is reported as a failed row)")
         n = count_rows(input_path) or 1
         size = max(os.path.getsize(input_path), 1)
         blocksize = max(int(size / max(n, 1) * chunk_size), 64 * 1024)

@@ -33,8 +33,6 @@ References
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,32 +170,6 @@ class EvaluationResult:
 # --------------------------------------------------------------------------- input
 
 
-def _check_csv_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows whose number of fields differs from the header (a truncated or damaged CSV)."""
-    sep = "\t" if path.name.lower().endswith(".tsv") else ","
-    opener = open
-    if path.name.lower().endswith(".gz"):
-        import gzip
-
-        opener = gzip.open  # type: ignore[assignment]
-    errors: list[dict[str, Any]] = []
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
-        text = fh.read()
-    reader = csv.reader(io.StringIO(text), delimiter=sep)
-    header = next(reader, None)
-    if header is None:
-        return errors
-    width = len(header)
-    for i, fields in enumerate(reader, start=1):
-        if not fields:
-            continue
-        if len(fields) != width:
-            errors.append({"row": i, "case_id": "", "column": "", "value": "",
-                           "reason": f"has {len(fields)} field(s) but the header has {width}"
-                                     + (" (the file looks truncated)" if not text.endswith("\n") else "")})
-    return errors
-
-
 def read_labelled(path: str | Path) -> pd.DataFrame:
     """Read a whole labelled table (CSV or Parquet); CSV cells as text.
 
@@ -208,19 +180,15 @@ def read_labelled(path: str | Path) -> pd.DataFrame:
     AlpnetError
         For a missing, empty or unreadable file.
     """
-    from .tableio import check_input_path, iter_chunks, table_format
+    from .tableio import check_input_path, iter_chunks
 
     p = Path(path)
     check_input_path(p)
-    fmt = table_format(p)
-    if fmt == "csv" and p.is_file():
-        try:
-            bad = _check_csv_rows(p)
-        except UnicodeDecodeError:
-            raise AlpnetError(f"{p}: cannot be read as CSV: not UTF-8 text") from None
-        if bad:
-            raise LabelError(f"{p}: {len(bad)} row(s) cannot be read", pd.DataFrame(bad))
     chunks = list(iter_chunks(p, 50_000))
+    bad = [{"row": int(place) + 1, "case_id": "", "column": "", "value": "", "reason": reason}
+           for chunk in chunks for place, reason in sorted(chunk.attrs.get("bad_rows", {}).items())]
+    if bad:  # a line with too many or too few fields (tableio): every one listed
+        raise LabelError(f"{p}: {len(bad)} row(s) cannot be read", pd.DataFrame(bad))
     if not chunks:
         from .tableio import read_columns
 

@@ -12,12 +12,15 @@ leaves nothing under the output name.
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import os
 import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import pandas as pd
 
@@ -143,16 +146,18 @@ def iter_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     try:
         if fmt == "csv":
             reader = pd.read_csv(p, chunksize=chunk_size, on_bad_lines="warn", **_csv_options(p))
-            while True:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", pd.errors.ParserWarning)
-                    chunk = next(reader, None)
-                if chunk is None:
-                    return
-                chunk = _with_bad_lines(p, chunk, start, [str(w.message) for w in caught
-                                                          if issubclass(w.category, pd.errors.ParserWarning)])
-                start += len(chunk)
-                yield chunk
+            with _FieldCounter(p) as fields:
+                while True:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always", pd.errors.ParserWarning)
+                        chunk = next(reader, None)
+                    if chunk is None:
+                        return
+                    chunk = _with_bad_lines(p, chunk, start, [str(w.message) for w in caught
+                                                              if issubclass(w.category, pd.errors.ParserWarning)])
+                    fields.mark_short_rows(chunk)
+                    start += len(chunk)
+                    yield chunk
         pa = _pyarrow()
         pf = pa.parquet.ParquetFile(p)
         for batch in pf.iter_batches(batch_size=chunk_size):
@@ -205,6 +210,81 @@ def _with_bad_lines(path: Path, chunk: pd.DataFrame, start: int, messages: list[
     chunk = chunk.reindex(pd.RangeIndex(start, start + total))
     chunk.attrs["bad_rows"] = places
     return chunk
+
+
+def _open_text(path: Path):
+    """A CSV file as text, as pandas reads it (UTF-8, a byte-order mark dropped, gzip by extension)."""
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+class _FieldCounter:
+    """The fields of every CSV record, read alongside pandas to find rows with too few fields.
+
+    pandas fills the cells missing from a short row with NaN and says nothing, so a truncated
+    line would pass as a row of unknowns. This reads the same records with :mod:`csv` (same
+    quoting; blank and whitespace-only lines skipped, as pandas skips them), and
+    :meth:`mark_short_rows` adds every short record of a chunk to ``chunk.attrs["bad_rows"]``,
+    so that it becomes a failed row in its place.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = _open_text(path)
+        sep = _csv_options(path)["sep"]
+        self.records: Any = csv.reader(self.handle, delimiter=sep)
+        self.header = len(self._next() or [])
+
+    @property
+    def line(self) -> int:
+        """The line the last record ended on."""
+        return self.records.line_num if self.records is not None else 0
+
+    def __enter__(self) -> "_FieldCounter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    def _next(self) -> list[str] | None:
+        """The next non-blank record; None at the end, or for good once :mod:`csv` cannot split a
+        line that pandas may (a cell beyond csv's field size limit, a NUL byte): the check then stops."""
+        if self.records is None:
+            return None
+        try:
+            for record in self.records:
+                if record and not (len(record) == 1 and not record[0].strip()):
+                    return record
+        except csv.Error:
+            self.records = None
+        return None
+
+    def mark_short_rows(self, chunk: pd.DataFrame) -> None:
+        """Record the chunk's rows whose line has fewer fields than the header (the chunk's index: places)."""
+        bad = chunk.attrs.setdefault("bad_rows", {})
+        first = chunk.columns[0] if len(chunk.columns) else None
+        for place in chunk.index:
+            record = self._next()
+            if record is None or len(record) >= self.header or place in bad:
+                continue
+            cell = chunk.at[place, first]
+            if (record[0] or None) != (None if pd.isna(cell) else cell):  # pragma: no cover - out of step
+                continue
+            bad[place] = (f"line {self.line} has {len(record)} field(s), the header {self.header}; "
+                          "the row looks truncated and could not be read")
+
+
+def first_short_line(path: str | Path) -> str | None:
+    """For a CSV file: the first line with fewer fields than the header, described; else None."""
+    p = Path(path)
+    if table_format(p) != "csv":
+        return None
+    with _FieldCounter(p) as fields:
+        while (record := fields._next()) is not None:
+            if len(record) < fields.header:
+                return f"line {fields.line} has {len(record)} field(s), the header {fields.header}"
+    return None
 
 
 class AtomicTableWriter:

@@ -299,3 +299,48 @@ def test_without_a_pregnancy_age_window_any_age_may_be_pregnant(tmp_path):
     model = load_model(folder)
     ev, _ = model.evidence_of({"patient": {"age": 80, "sex": "female", "pregnant": True}, "labs": {"alp": "200 U/L"}})
     assert set(ev["pregnant"]) == {"trimester_1", "trimester_2", "trimester_3"}
+
+
+def test_a_row_cut_short_is_a_failed_row_not_a_row_of_unknowns(capsys, tmp_path):
+    """pandas fills the missing cells of a short line with NaN; alpnet reports the line instead."""
+    rows = list(ROWS) + ["d,40,female,350 U/L,130 U/L"]
+    rows[1] = "b,60,female"  # the ALP and its limit are gone
+    rows[3] = "d"
+    code, err, out = _score(capsys, tmp_path, "\n".join([HEADER, *rows]) + "\n", "--chunk-size", "2")
+    assert code == 1, err
+    scored = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert scored["id"].tolist() == ["a", "b", "c", "d"]  # rows keep their places
+    assert scored.loc[0, "leading_cause"] != "" and scored.loc[2, "leading_cause"] != ""
+    assert scored.loc[1, "leading_cause"] == "" and scored.loc[3, "leading_cause"] == ""
+    errors = pd.read_csv(tmp_path / "out.errors.csv")
+    assert errors["row"].tolist() == [2, 4] and errors["case_id"].tolist() == ["b", "d"]
+    assert "line 3 has 3 field(s), the header 5" in errors.loc[0, "reason"] and "truncated" in errors.loc[0, "reason"]
+    assert "line 5 has 1 field(s), the header 5" in errors.loc[1, "reason"]
+
+
+def test_blank_lines_and_quoted_line_breaks_do_not_put_the_short_row_check_out_of_step(capsys, tmp_path):
+    header = HEADER + ",note"
+    rows = ['a,70,male,420 U/L,130 U/L,"two\nlines"', "", "   ", "b,60,female,300 U/L,130 U/L,x", "c,50,male"]
+    code, err, out = _score(capsys, tmp_path, "\n".join([header, *rows]) + "\n")
+    assert code == 1, err
+    errors = pd.read_csv(tmp_path / "out.errors.csv")
+    assert errors["row"].tolist() == [3] and errors["case_id"].tolist() == ["c"]
+    assert "line 7 has 3 field(s), the header 6" in errors.loc[0, "reason"]
+
+
+def test_a_gzipped_csv_with_a_short_row_is_checked_too(capsys, tmp_path):
+    import gzip
+
+    src = tmp_path / "in.csv.gz"
+    src.write_bytes(gzip.compress(("\n".join([HEADER, ROWS[0], "b,60"]) + "\n").encode()))
+    code, _, err = run(capsys, "score", str(src), "-o", str(tmp_path / "out.csv"), "--quiet")
+    assert code == 1, err
+    assert pd.read_csv(tmp_path / "out.errors.csv")["row"].tolist() == [2]
+
+
+def test_with_dask_a_row_cut_short_is_a_file_level_error(capsys, tmp_path):
+    code, err, out = _score(capsys, tmp_path, "\n".join([HEADER, ROWS[0], "b,60,female"]) + "\n",
+                            "--engine", "dask")
+    assert code == 2
+    assert "line 3 has 3 field(s), the header 5" in err and "without --engine dask" in err
+    assert not out.exists()
