@@ -13,11 +13,49 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DuplicateKeyError", "load_json", "load_yaml"]
+__all__ = ["DocumentError", "DuplicateKeyError", "MAX_DEPTH", "load_json", "load_yaml"]
+
+#: How deeply mappings and lists may nest in a document. A case is three levels deep; far
+#: deeper nesting is a broken or hostile file, refused before Python's recursion limit is met.
+MAX_DEPTH = 64
 
 
-class DuplicateKeyError(ValueError):
+class DocumentError(ValueError):
+    """A document that parses to something alpnet will not read (the message says why)."""
+
+
+class DuplicateKeyError(DocumentError):
     """A key given twice in one mapping."""
+
+
+def _parsed(parse: Any, *args: Any, **options: Any) -> Any:
+    """``parse(*args, **options)`` with Python's own limits turned into a :class:`DocumentError`."""
+    try:
+        data = parse(*args, **options)
+    except RecursionError:
+        raise DocumentError(f"mappings or lists nest more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # an integer of thousands of digits
+            raise DocumentError("a number has more than 4300 digits") from None
+        raise
+    _check_depth(data)
+    return data
+
+
+def _check_depth(data: Any) -> None:
+    """Refuse a document nested deeper than :data:`MAX_DEPTH` (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = list(node.values())
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise DocumentError(f"mappings or lists nest more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in children)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -47,10 +85,11 @@ def load_yaml(text: str) -> Any:
     ------
     yaml.YAMLError
         If the text is not valid YAML.
-    DuplicateKeyError
-        If a mapping gives a key twice.
+    DocumentError
+        If a mapping gives a key twice (:class:`DuplicateKeyError`), a number has thousands
+        of digits, or the document nests deeper than :data:`MAX_DEPTH`.
     """
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    return _parsed(yaml.load, text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -69,7 +108,8 @@ def load_json(text: str | bytes, **options: Any) -> Any:
     ------
     json.JSONDecodeError
         If the text is not valid JSON.
-    DuplicateKeyError
-        If an object gives a key twice.
+    DocumentError
+        If an object gives a key twice (:class:`DuplicateKeyError`), a number has thousands
+        of digits, or the document nests deeper than :data:`MAX_DEPTH`.
     """
-    return json.loads(text, object_pairs_hook=_unique_pairs, **options)
+    return _parsed(json.loads, text, object_pairs_hook=_unique_pairs, **options)

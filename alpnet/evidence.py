@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from .documents import DuplicateKeyError, load_json, load_yaml
+from .documents import DocumentError, load_json, load_yaml
 from .errors import CaseError
 from .priors import PriorSet
 from .schema import EXTRA_LAB_KEYS, SECTIONS, VERDICTS, case_schema
@@ -108,7 +108,7 @@ def read_case(path: str | Path) -> Case:
             data = load_json(text)
         else:
             data = load_yaml(text)
-    except (yaml.YAMLError, json.JSONDecodeError, DuplicateKeyError) as exc:
+    except (yaml.YAMLError, json.JSONDecodeError, DocumentError) as exc:
         kind = "JSON" if p.suffix.lower() == ".json" else "YAML"
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CaseError(f"{p}: not valid {kind}: {first}") from None

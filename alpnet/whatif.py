@@ -341,11 +341,15 @@ def parse_assignment(item: str) -> tuple[str, Any]:
     """
     import yaml
 
+    from .documents import DocumentError, load_yaml
+
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise CaseError(f"--set {item!r}: expected KEY=VALUE, e.g. --set labs.ggt=\"300 U/L\"")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = load_yaml(text) if text.strip() else None
+    except DocumentError as exc:
+        raise CaseError(f"--set {key.strip()}: the value cannot be read: {exc}") from None
     except yaml.YAMLError:
         value = text.strip()
     if value is None:
@@ -375,7 +379,7 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
     try:
         text = p.read_text(encoding="utf-8-sig")
         data = load_json(text) if p.suffix.lower() == ".json" else load_yaml(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:  # DuplicateKeyError is a ValueError
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:  # DocumentError is a ValueError
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CaseError(f"{p}: not a readable YAML or JSON scenario file: {first}") from None
     return scenarios_from_data(data, where=f"{p}: ")

@@ -344,3 +344,43 @@ def test_with_dask_a_row_cut_short_is_a_file_level_error(capsys, tmp_path):
     assert code == 2
     assert "line 3 has 3 field(s), the header 5" in err and "without --engine dask" in err
     assert not out.exists()
+
+
+DEEP_JSON = ('{"patient": {"age": 72, "sex": "male"}, "labs": {"alp": "420 U/L"}, "about": '
+             + '{"a": ' * 1000 + "{}" + "}" * 1000 + "}")
+HUGE_AGE = "9" * 5001
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("deep.json", DEEP_JSON, "nest more than 64 levels deep"),
+    ("deep.yaml", "labs: {alp: 420 U/L}\nabout: " + "[" * 1000 + "]" * 1000 + "\n", "nest more than 64 levels deep"),
+    ("huge.json", '{"patient": {"age": ' + HUGE_AGE + '}, "labs": {"alp": "420 U/L"}}', "more than 4300 digits"),
+    ("huge.yaml", "patient: {age: " + HUGE_AGE + "}\nlabs: {alp: 420 U/L}\n", "more than 4300 digits"),
+])
+def test_a_case_file_past_pythons_own_limits_is_an_input_error(capsys, tmp_path, name, text, message):
+    """Deep nesting and giant integers used to end in an 'internal error' (exit 1)."""
+    case = tmp_path / name
+    case.write_text(text)
+    code, out, err = run(capsys, "diagnose", str(case))
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [err.strip()] and message in err and str(case) in err
+
+
+@pytest.mark.parametrize("value, message", [(HUGE_AGE, "a number has more than 4300 digits"),
+                                            ("[" * 1000, "nest more than 64 levels deep")])
+def test_a_what_if_value_past_pythons_own_limits_is_an_input_error(capsys, value, message):
+    key = "patient.age" if value.isdigit() else "labs.ggt"
+    code, out, err = run(capsys, "what-if", "--example", "paget", "--set", f"{key}={value}")
+    assert code == 2 and out == ""
+    assert f"--set {key}: the value cannot be read: {message}" in err
+
+
+def test_a_deeply_nested_request_body_is_a_422_naming_the_limit(model):
+    from fastapi.testclient import TestClient
+
+    from alpnet.server import create_app
+
+    res = TestClient(create_app(model)).post("/diagnose", content=DEEP_JSON,
+                                             headers={"content-type": "application/json"})
+    assert res.status_code == 422
+    assert "nest more than 64 levels deep" in res.json()["error"]
