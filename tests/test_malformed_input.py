@@ -367,7 +367,7 @@ def test_a_case_file_past_pythons_own_limits_is_an_input_error(capsys, tmp_path,
 
 
 @pytest.mark.parametrize("value, message", [(HUGE_AGE, "a number has more than 4300 digits"),
-                                            ("[" * 1000, "nest more than 64 levels deep")])
+                                            ("[" * 1000, "mappings or lists nest more than 64 levels deep")])
 def test_a_what_if_value_past_pythons_own_limits_is_an_input_error(capsys, value, message):
     key = "patient.age" if value.isdigit() else "labs.ggt"
     code, out, err = run(capsys, "what-if", "--example", "paget", "--set", f"{key}={value}")
