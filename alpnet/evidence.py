@@ -475,8 +475,22 @@ def _implausible(value: Any, spec: Mapping[str, Any]) -> Any:
     return out
 
 
-def _check_plausible(key: str, text: str, value: float, spec: Mapping[str, Any]) -> None:
-    if _implausible(value, spec):
+def _beyond_limit(value: Any, qualifier: Any, spec: Mapping[str, Any]) -> Any:
+    """A bound that leaves no plausible value: ``<`` at or below the plausible minimum, ``>`` at
+    or above the maximum (``<0``, say). Floats, or numpy arrays of values and qualifiers alike."""
+    pl = spec.get("plausible") or {}
+    lo, hi = pl.get("min"), pl.get("max")
+    q = np.asarray(qualifier, dtype=object)
+    out = np.zeros(np.shape(value), dtype=bool)
+    if lo is not None:
+        out = out | ((q == "<") & (value <= lo))
+    if hi is not None:
+        out = out | ((q == ">") & (value >= hi))
+    return out
+
+
+def _check_plausible(key: str, text: str, value: float, spec: Mapping[str, Any], qualifier: str | None = None) -> None:
+    if _implausible(value, spec) or bool(_beyond_limit(value, qualifier, spec)):
         pl = spec.get("plausible") or {}
         raise CaseError(f"{key}: {text!r} is physiologically impossible; accepted: {pl.get('min')} to {pl.get('max')} "
                         f"{spec['unit']} (or the equivalent in another unit)")
@@ -490,9 +504,9 @@ def _quantity(pset: PriorSet, name: str, raw: Any, allow_verdict: bool = False,
     text = str(raw).strip()
     if allow_verdict and text.lower() in VERDICTS:
         return None
-    value, _, _, factor = _parse(key, text, spec, table)
+    value, qualifier, _, factor = _parse(key, text, spec, table)
     value = value * factor
-    _check_plausible(key, text, value, spec)
+    _check_plausible(key, text, value, spec, qualifier)
     return value
 
 
@@ -556,7 +570,7 @@ def _lab_reading(name: str, text: str, spec: Mapping[str, Any], labs: Mapping[st
         shown_unit = unit
     else:
         value = value * factor
-        _check_plausible(key, text, value, spec)
+        _check_plausible(key, text, value, spec, qualifier)
         shown_unit = spec["unit"]
         if uln_key and uln_key in labs:
             lab_uln = _quantity_uln(uln_key, labs[uln_key], spec, t)

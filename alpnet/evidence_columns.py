@@ -34,6 +34,7 @@ from .evidence import (
     _band_bound,
     _band_index_many,
     _band_rule,
+    _beyond_limit,
     _lab_reading,
     _Patient,
     _patient_entries,
@@ -397,7 +398,8 @@ class _ColumnMapper:
         factor = np.append(unit_factor[spelled], np.nan)
         kind[(kind >= 2) & np.isnan(factor)] = -1
         canonical = number * factor
-        kind[(kind >= 2) & (_negative(number) | _implausible(canonical, spec))] = -1
+        kind[(kind >= 2) & (_negative(number) | _implausible(canonical, spec)
+                            | _beyond_limit(canonical, np.array(qualifiers, dtype=object), spec))] = -1
 
         row_kind = kind[codes]
         out = verdicts[codes]  # None where not a verdict

@@ -76,6 +76,8 @@ BAD_ROWS = [
     ("comma", {"labs.alt": "1,5 U/L"}),
     ("negative", {"labs.crp": "-3 mg/L"}),
     ("impossible", {"labs.alp": "60000 U/L"}),
+    ("impossible bound", {"labs.vitamin_d_25oh": "<0 nmol/L"}),
+    ("zero creatinine", {"labs.creatinine": "0 umol/L"}),
     ("pregnant male", {"patient.sex": "male", "patient.pregnant": "true"}),
     ("pregnant at 80", {"patient.sex": "female", "patient.age": "80", "patient.pregnant": "true"}),
     ("pregnant at 3", {"patient.sex": "female", "patient.age": "3", "patient.pregnant": "yes", "patient.trimester": "2"}),

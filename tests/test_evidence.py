@@ -201,6 +201,12 @@ def test_pregnant_without_trimester_is_any_trimester(model):
         ({"labs": {"alp": 420}}, r"labs.alp: 420 has no unit"),
         ({"patient": {"age": 50, "sex": "male"}, "labs": {"alp": "200 U/L", "calcium": "25 mmol/L"}}, r"labs.calcium: '25 mmol/L' is physiologically impossible; accepted: "),
         ({"labs": {"alp": "-5 U/L"}}, r"labs.alp: '-5 U/L' is negative"),
+        ({"patient": {"age": 50, "sex": "male"}, "labs": {"alp": "200 U/L", "vitamin_d_25oh": "<0 nmol/L"}},
+         r"labs.vitamin_d_25oh: '<0 nmol/L' is physiologically impossible; accepted: 0 to 2500 nmol/L"),
+        ({"patient": {"age": 50, "sex": "male"}, "labs": {"alp": "200 U/L", "pth": ">20000 pg/mL"}}, r"labs.pth: '>20000 pg/mL' is physiologically impossible"),
+        ({"patient": {"age": 50, "sex": "male"}, "labs": {"alp": "200 U/L", "creatinine": "0 mg/dL"}},
+         r"labs.creatinine: '0 mg/dL' is physiologically impossible; accepted: 5 to 4000 umol/L"),
+        ({"patient": {"age": 50, "sex": "male"}, "labs": {"alp": "200 U/L", "egfr": "0 mL/min/1.73m2"}}, r"labs.egfr: '0 mL/min/1.73m2' is physiologically impossible"),
         ({"labs": {"alp": "200 U/L"}, "tests": {"xray": "broken"}}, r"tests.xray: 'broken' is not accepted; accepted: normal, "),
         ({"labs": {"alp": "1,014 U/L"}}, r"labs.alp: '1,014 U/L': write the number without a comma"),
         ({"labs": {"alp": "lots"}}, r"labs.alp: 'lots' is not a value with a unit"),
@@ -285,3 +291,8 @@ def test_albumin_that_adjusts_calcium_is_not_reported_unused(model):
 def test_a_lab_limit_without_its_result_is_still_checked(model):
     with pytest.raises(CaseError, match=r"labs.bone_alp_uln: 'abc' is not a value with a unit"):
         states_of(model, {"bone_alp_uln": "abc"})
+
+
+def test_a_bound_inside_the_plausible_span_is_read(model):
+    ev, records = states_of(model, {"egfr": "<5 mL/min/1.73m2", "vitamin_d_25oh": "<=0 nmol/L"})
+    assert "egfr" in ev and "vitamin_d_25oh" in ev
