@@ -69,12 +69,13 @@ def _as_case(case: Case | Mapping[str, Any]) -> Case:
     return case if isinstance(case, Case) else case_from_mapping(case)
 
 
-def _split_key(key: Any, flag: str) -> tuple[str, str]:
+def _split_key(key: Any, where: str) -> tuple[str, str]:
+    """``(section, name)`` of a dotted case key given to ``set`` or ``unset`` (``where``)."""
     if not isinstance(key, str):
-        raise CaseError(f"{flag} {key!r}: a key must be a dotted case key such as labs.ggt")
+        raise CaseError(f"{where}: {key!r} is not a case key; accepted: a dotted case key such as labs.ggt")
     section, dot, name = key.strip().partition(".")
     if not dot or not name or section not in SECTIONS or "." in name:
-        raise CaseError(f"{flag} {key!r}: not a case key; accepted: <section>.<name> with a section among "
+        raise CaseError(f"{where}: {key!r} is not a case key; accepted: <section>.<name> with a section among "
                         f"{', '.join(SECTIONS)} (e.g. labs.ggt, symptoms.bone_pain, patient.age)")
     return section, name
 
@@ -116,8 +117,12 @@ def apply_changes(case: Case | Mapping[str, Any], *, set: Mapping[str, Any] | No
     if both:
         raise CaseError(f"{both[0]}: both set and unset; give one of the two")
     changes: list[dict[str, Any]] = []
+    seen: list[str] = []  # (``set`` is the parameter here)
     for key in unset:
-        section, name = _split_key(key, "--unset")
+        section, name = _split_key(key, "unset")
+        if f"{section}.{name}" in seen:
+            raise CaseError(f"unset: {section}.{name} is given twice; give each key once")
+        seen.append(f"{section}.{name}")
         block = data.get(section)
         if not isinstance(block, Mapping) or name not in block:
             present = [f"{s}.{k}" for s in SECTIONS for k in (data.get(s) or {})]
@@ -130,7 +135,7 @@ def apply_changes(case: Case | Mapping[str, Any], *, set: Mapping[str, Any] | No
         data[section] = block
         changes.append({"key": f"{section}.{name}", "before": before, "after": None})
     for key, value in set.items():
-        section, name = _split_key(key, "--set")
+        section, name = _split_key(key, "set")
         block = data.get(section)
         block = dict(block) if isinstance(block, Mapping) else {}
         before = block.get(name)

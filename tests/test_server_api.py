@@ -332,3 +332,44 @@ def test_impossible_evidence_names_the_findings(client):
     err = r.json()
     assert set(err["findings"]) == {"patient.sex", "tests.alp_isoenzymes"}
     assert err["key"] in err["findings"] and "placental" in err["error"] and "male" in err["error"]
+
+
+
+@pytest.mark.parametrize("method, path, message", [
+    ("post", "/next-test?costweight=5", "costweight: unknown query parameter for /next-test; accepted: target, "
+                                        "cost_weight, lookahead, top"),
+    ("post", "/next-test?top=1&top=50", "top: given twice in the query; give it once"),
+    ("post", "/diagnose?format=table", "format: unknown query parameter for /diagnose; accepted: none"),
+    ("post", "/explain?top=1", "top: unknown query parameter for /explain; accepted: cause, versus, method"),
+    ("get", "/cases?x=1", "x: unknown query parameter for /cases; accepted: none"),
+])
+def test_an_unknown_or_repeated_query_parameter_is_refused_not_ignored(client, method, path, message):
+    """A misspelt parameter used to fall back to its default without a word."""
+    res = client.post(path, json=CASE) if method == "post" else client.get(path)
+    assert res.status_code == 422
+    assert res.json()["error"] == message and res.json()["key"] == message.split(":")[0]
+
+
+@pytest.mark.parametrize("headers", [{"content-type": "text/plain"}, {"content-type": "image/png"}, {}])
+def test_a_body_not_sent_as_json_is_a_415(client, headers):
+    res = client.post("/diagnose", content=json.dumps(CASE).encode(), headers=headers)
+    assert res.status_code == 415
+    body = res.json()
+    assert body["key"] == "body" and "accepted: application/json" in body["error"]
+
+
+def test_json_with_a_charset_or_a_json_suffix_is_accepted(client):
+    for kind in ("application/json; charset=utf-8", "application/vnd.api+json"):
+        res = client.post("/diagnose", content=json.dumps(CASE).encode(), headers={"content-type": kind})
+        assert res.status_code == 200, res.text
+
+
+@pytest.mark.parametrize("body, key, message", [
+    ({"case": CASE, "unset": ["labs.ggt", "labs.ggt"]}, "unset", "unset: labs.ggt is given twice"),
+    ({"case": CASE, "set": {"": "1"}}, "set", "set: '' is not a case key"),
+    ({"case": CASE, "unset": [1]}, "unset", "unset: 1 is not a case key"),
+])
+def test_what_if_errors_name_set_or_unset(client, body, key, message):
+    res = client.post("/what-if", json=body)
+    assert res.status_code == 422
+    assert res.json()["key"] == key and res.json()["error"].startswith(message)

@@ -34,6 +34,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..documents import load_json
@@ -166,7 +167,7 @@ def _answer_schema(required: list[str]) -> dict[str, Any]:
                            "disclaimer": {"type": "string"}}}
 
 
-def _responses(required: list[str], *, not_found: bool = False) -> dict[int | str, dict[str, Any]]:
+def _responses(required: list[str], *, not_found: bool = False, body: bool = False) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {
         200: {"description": "The answer", "content": {"application/json": {"schema": _answer_schema(required)}}},
         422: {"description": "Bad input: the message names the key, the value and what is accepted",
@@ -174,6 +175,9 @@ def _responses(required: list[str], *, not_found: bool = False) -> dict[int | st
         413: {"description": f"The body is larger than {MAX_BODY_BYTES} bytes",
               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
     }
+    if body:
+        out[415] = {"description": "The body is not sent as application/json",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     if not_found:
         out[404] = {"description": "No teaching case of that name (the message lists them)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -234,7 +238,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "not accepted"
-        key = "path" if exc.status_code == 404 else "request"
+        key = "path" if exc.status_code == 404 else ("body" if detail.startswith("body:") else "request")
         if exc.status_code == 404:
             detail = f"{request.url.path}: not found; see /openapi.json for the routes"
         elif exc.status_code == 405:
@@ -244,7 +248,14 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
                             headers=getattr(exc, "headers", None))
 
     async def read_json(request: Request) -> Any:
-        raw = await request.body()
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+            raise StarletteHTTPException(415, f"body: Content-Type {kind or '(none)'!r} is not accepted; "
+                                              "accepted: application/json")
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the client left before sending its body: nobody to answer
+            raise StarletteHTTPException(400, "body: the client disconnected before sending it") from None
         if not raw.strip():
             raise AlpnetError("body: empty; send a case as JSON, e.g. {\"labs\": {\"alp\": \"420 U/L\"}}")
 
@@ -256,6 +267,17 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         except (ValueError, RecursionError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AlpnetError(f"body: not valid JSON ({first}); send a case as a JSON object") from None
+
+    def only_query(request: Request, *accepted: str) -> None:
+        """Refuse a query parameter the route does not take, or one given twice: the CLI refuses
+        an unknown or repeated flag, and a misspelt parameter must not fall back to its default."""
+        names = [k for k, _ in request.query_params.multi_items()]
+        for name in names:
+            if name not in accepted:
+                raise AlpnetError(f"{name}: unknown query parameter for {request.url.path}; accepted: "
+                                  f"{', '.join(accepted) if accepted else 'none'}")
+            if names.count(name) > 1:
+                raise AlpnetError(f"{name}: given twice in the query; give it once")
 
     async def compute(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> JSONResponse:
         def run() -> dict[str, Any]:
@@ -273,21 +295,25 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
 
     # ------------------------------------------------------------------ reference
     @app.get("/fields", summary="The case form, derived from the model", responses=_responses(["sections"]))
-    async def get_fields() -> JSONResponse:
+    async def get_fields(request: Request) -> JSONResponse:
+        only_query(request)
         return ok({**fields, "causes": {c: model.label(c) for c in model.causes}, "max_body_bytes": max_body_bytes})
 
     @app.get("/schema", summary="The JSON Schema of a case", responses=_responses(["schema"]))
-    async def get_schema() -> JSONResponse:
+    async def get_schema(request: Request) -> JSONResponse:
+        only_query(request)
         return ok({"schema": case_schema})
 
     @app.get("/cases", summary="The bundled teaching cases", responses=_responses(["cases"]))
-    async def get_cases() -> JSONResponse:
+    async def get_cases(request: Request) -> JSONResponse:
+        only_query(request)
         return ok({"cases": records.case_list()})
 
     @app.get("/cases/{name}", summary="One teaching case by name",
              responses=_responses(["name", "case", "about"], not_found=True))
-    async def get_case(name: str = PathParam(..., description="a name from GET /cases",
-                                             pattern=records.CASE_NAME_PATTERN)) -> JSONResponse:
+    async def get_case(request: Request, name: str = PathParam(..., description="a name from GET /cases",
+                                                               pattern=records.CASE_NAME_PATTERN)) -> JSONResponse:
+        only_query(request)
         try:
             return ok(records.teaching_case(name))
         except AlpnetError as exc:
@@ -296,13 +322,14 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     # ------------------------------------------------------------------ questions about a case
     @app.post("/diagnose", summary="Posterior and prior of every cause",
               openapi_extra=_open_api_extra("#/components/schemas/Case", "a case (case-format.md) as JSON"),
-              responses=_responses(["case_id", "posterior", "prior", "leading_cause", "leak", "evidence"]))
+              responses=_responses(["case_id", "posterior", "prior", "leading_cause", "leak", "evidence"], body=True))
     async def diagnose(request: Request) -> JSONResponse:
+        only_query(request)
         return await compute(records.diagnose_record, model, await read_json(request))
 
     @app.post("/next-test", summary="Tests and questions ranked by expected information gain",
               openapi_extra=_open_api_extra("#/components/schemas/Case", "a case (case-format.md) as JSON"),
-              responses=_responses(["case_id", "ranking", "questions", "leading_cause"]))
+              responses=_responses(["case_id", "ranking", "questions", "leading_cause"], body=True))
     async def next_test(
         request: Request,
         target: str | None = Query(None, description="rank by the information about this cause only",
@@ -312,14 +339,16 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         lookahead: int = Query(1, ge=1, le=2, description="1, or 2 for the exact best two-test policy"),
         top: int = Query(10, ge=1, le=100, description="keep the first `top` tests and questions"),
     ) -> JSONResponse:
+        only_query(request, "target", "cost_weight", "lookahead", "top")
         return await compute(records.next_test_record, model, await read_json(request), target=target,
                              cost_weight=cost_weight, lookahead=lookahead, top=top)
 
     @app.post("/what-if", summary="Every cause before and after changing some findings",
               openapi_extra=_open_api_extra("#/components/schemas/WhatIf",
                                             "the case, the keys to set and the keys to unset"),
-              responses=_responses(["case_id", "changes", "causes", "before", "after"]))
+              responses=_responses(["case_id", "changes", "causes", "before", "after"], body=True))
     async def what_if(request: Request) -> JSONResponse:
+        only_query(request)
         body = await read_json(request)
         if not isinstance(body, dict) or "case" not in body:
             raise AlpnetError("case: is required; send {\"case\": {...}, \"set\": {\"labs.ggt\": \"300 U/L\"}, "
@@ -332,7 +361,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
 
     @app.post("/explain", summary="Which findings moved the leading causes, in bits",
               openapi_extra=_open_api_extra("#/components/schemas/Case", "a case (case-format.md) as JSON"),
-              responses=_responses(["case_id", "causes"]))
+              responses=_responses(["case_id", "causes"], body=True))
     async def explain(
         request: Request,
         cause: str | None = Query(None, description="explain this cause (default: the leading causes)",
@@ -342,6 +371,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         method: str = Query("chain", pattern="^(chain|shapley)$",
                             description="chain: the chain rule in a fixed order; shapley: averaged over orders"),
     ) -> JSONResponse:
+        only_query(request, "cause", "versus", "method")
         return await compute(records.explain_answer, model, await read_json(request), cause=cause, versus=versus,
                              method=method)
 
