@@ -373,3 +373,9 @@ def test_what_if_errors_name_set_or_unset(client, body, key, message):
     res = client.post("/what-if", json=body)
     assert res.status_code == 422
     assert res.json()["key"] == key and res.json()["error"].startswith(message)
+
+
+def test_next_test_takes_any_cost_weight_the_cli_takes(client, capsys):
+    res = client.post("/next-test?cost_weight=5000&top=100", json=CASE)
+    assert res.status_code == 200, res.text
+    assert res.json()["cost_weight"] == 5000

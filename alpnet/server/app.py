@@ -334,7 +334,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         request: Request,
         target: str | None = Query(None, description="rank by the information about this cause only",
                                    max_length=100),
-        cost_weight: float = Query(0.0, ge=0, le=1000, allow_inf_nan=False,
+        cost_weight: float = Query(0.0, ge=0, allow_inf_nan=False,
                                    description="score = gain - cost_weight x cost"),
         lookahead: int = Query(1, ge=1, le=2, description="1, or 2 for the exact best two-test policy"),
         top: int = Query(10, ge=1, le=100, description="keep the first `top` tests and questions"),
