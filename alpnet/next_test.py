@@ -247,7 +247,7 @@ class TestRanker:
              lookahead: int = 1, drawn: frozenset[str] = frozenset(), top_causes: int = 3) -> pd.DataFrame:
         """Rank every test (and question) not yet observed; see :meth:`alpnet.Model.rank_tests`."""
         if target is not None and target not in self.pset.causes:
-            raise CaseError(f"--target {target!r}: not a cause; accepted: {', '.join(self.pset.causes)}")
+            raise CaseError(f"target: {target!r} is not a cause; accepted: {', '.join(self.pset.causes)}")
         lookahead = int(check_number("lookahead", lookahead, low=1, high=2, whole=True))
         cost_weight = check_number("cost_weight", cost_weight, low=0)
         if cost_weight > 0 and not self.pset.costs:
@@ -265,6 +265,10 @@ class TestRanker:
         lead = causes[int(np.argmax(marg[cause_idx]))]
         li = hidden.index(lead)
         ti = hidden.index(target) if target is not None else None
+        if ti is not None and marg[ti] in (0.0, 1.0):  # no outcome can move it: every gain would be 0
+            raise CaseError(f"target: {target} is {'ruled out' if marg[ti] == 0 else 'certain'} by the case "
+                            f"(posterior {marg[ti]:g}), so no test can tell anything more about it; accepted: a "
+                            "cause whose posterior is between 0 and 1")
         tests, questions = self.candidates(ev)
         columns = self._columns(marg, cause_idx, [li] + ([ti] if ti is not None else []))
         scored = self._score_candidates(w, z, ev, tests + questions, columns)
@@ -275,7 +279,7 @@ class TestRanker:
             post = s.post
             if ti is not None:
                 after = np.where(s.p > 0, np.nan_to_num(post[:, ti]), 0.0)
-                gain = max(float(_binary_entropy(np.array([marg[ti]]))[0] - s.p @ _binary_entropy(after)), 0.0)
+                gain = max(float(_binary_entropy(np.array([marg[ti]]))[0] - s.p @ _binary_entropy(after)), 0.0) + 0.0
             else:
                 gain = s.gain_joint
             change = float(s.p @ np.abs(np.nan_to_num(post[:, li], nan=marg[li]) - marg[li]))

@@ -384,3 +384,13 @@ def test_a_deeply_nested_request_body_is_a_422_naming_the_limit(model):
                                              headers={"content-type": "application/json"})
     assert res.status_code == 422
     assert "nest more than 64 levels deep" in res.json()["error"]
+
+
+
+def test_a_ruled_out_cause_is_refused_as_a_ranking_target(capsys, tmp_path):
+    """A 72-year-old man cannot be growing: every test's gain about it is 0, which is no ranking."""
+    case = tmp_path / "man.yaml"
+    case.write_text("patient: {age: 72, sex: male}\nlabs: {alp: 420 U/L}\n")
+    code, out, err = run(capsys, "next-test", str(case), "--target", "growth")
+    assert code == 2 and out == ""
+    assert "target: growth is ruled out by the case (posterior 0)" in err
