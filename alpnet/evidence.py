@@ -186,7 +186,7 @@ def _validate_shape(case: Case, pset: PriorSet) -> None:
         if isinstance(e.instance, bool) and not any(isinstance(x, bool) for x in e.validator_value):
             # YAML 1.1 reads yes/no/on/off as booleans before alpnet sees the word
             why = " (YAML reads an unquoted yes, no, on or off as true or false)"
-        raise CaseError(f"{loc}: {e.instance!r} is not accepted{why}; accepted: {accepted}")
+        raise CaseError(f"{loc}: {_shown(e.instance)} is not accepted{why}; accepted: {accepted}")
     if e.validator == "type":
         expected = e.validator_value
         if loc.startswith("labs.") and isinstance(e.instance, (int, float)) and not isinstance(e.instance, bool):
@@ -195,10 +195,20 @@ def _validate_shape(case: Case, pset: PriorSet) -> None:
         want = {"boolean": "true or false", "number": "a number", "object": "a mapping of keys to values",
                 "string": "a string such as \"420 U/L\""}
         w = " or ".join(want.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
-        raise CaseError(f"{loc or 'case'}: expected {w}; got {e.instance!r}")
+        raise CaseError(f"{loc or 'case'}: expected {w}; got {_shown(e.instance)}")
     if e.validator in ("minimum", "maximum"):
         raise CaseError(f"{loc}: {e.instance!r} is not possible; accepted: 0 to 125 years")
     raise CaseError(f"{loc or 'case'}: {e.message}")  # pragma: no cover - other keywords are not used
+
+
+def _shown(value: Any) -> str:
+    """A value as a case file writes it: null, true and false as YAML and JSON spell them (not
+    Python's None, True, False); anything else as its repr (strings quoted)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 _SCHEMA_CACHE: dict[str, dict[str, Any]] = {}

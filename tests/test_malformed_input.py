@@ -184,7 +184,7 @@ def test_an_unquoted_yaml_no_is_explained(capsys, tmp_path):
     case.write_text("patient: {age: 60, sex: male}\nhistory: {known_cancer: no}\nlabs: {alp: 420 U/L}\n")
     code, _, err = run(capsys, "diagnose", str(case))
     assert code == 2
-    assert "history.known_cancer: False is not accepted (YAML reads an unquoted yes, no" in err
+    assert "history.known_cancer: false is not accepted (YAML reads an unquoted yes, no" in err
     assert "accepted: none" in err
 
 
@@ -394,3 +394,16 @@ def test_a_ruled_out_cause_is_refused_as_a_ranking_target(capsys, tmp_path):
     code, out, err = run(capsys, "next-test", str(case), "--target", "growth")
     assert code == 2 and out == ""
     assert "target: growth is ruled out by the case (posterior 0)" in err
+
+
+
+@pytest.mark.parametrize("case, message", [
+    ({"patient": {"age": None}, "labs": {"alp": "200 U/L"}}, "patient.age: expected a number; got null"),
+    ({"patient": {"sex": True}, "labs": {"alp": "200 U/L"}}, "patient.sex: true is not accepted"),
+])
+def test_null_and_booleans_are_shown_as_a_case_file_writes_them(model, case, message):
+    from alpnet.errors import CaseError
+
+    with pytest.raises(CaseError) as info:
+        model.evidence_of(case)
+    assert message in str(info.value)
