@@ -568,10 +568,6 @@ def _intervals_from_flags(args: argparse.Namespace) -> "CredibleIntervals | None
     return CredibleIntervals(**{k: v for k, v in given.items() if v is not None})
 
 
-#: Case keys that only qualify another key (a lab's own limit, the albumin that adjusts calcium).
-_HELPER_KEYS = {"labs.alp_uln": "labs.alp", "labs.bone_alp_uln": "labs.bone_alp", "labs.albumin": "labs.calcium"}
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     from .batch_file import check_paths, prepare, score_file
     from .model import DISCLAIMER
@@ -589,7 +585,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.quiet else (lambda text: sys.stderr.write(text + "\n"))
     if plan.passthrough:
         say(f"passing through {len(plan.passthrough)} column(s) that are not case keys: {', '.join(plan.passthrough)}")
-    for key, needs in _HELPER_KEYS.items():  # a column that only qualifies another, which the file lacks
+    from .schema import QUALIFIES
+
+    for lab, needs in QUALIFIES.items():  # a column that only qualifies another, which the file lacks
+        key, needs = f"labs.{lab}", f"labs.{needs}"
         if key in plan.column_of and needs not in plan.column_of:
             say(f"column {plan.column_of[key]} ({key}) is not used: it only qualifies {needs}, which the file has "
                 f"no column for")

@@ -9,6 +9,7 @@ YAML, the line.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import yaml
@@ -18,6 +19,9 @@ __all__ = ["DocumentError", "DuplicateKeyError", "MAX_DEPTH", "load_json", "load
 #: How deeply mappings and lists may nest in a document. A case is three levels deep; far
 #: deeper nesting is a broken or hostile file, refused before Python's recursion limit is met.
 MAX_DEPTH = 64
+
+
+_TOO_DEEP = f"mappings or lists nest more than {MAX_DEPTH} levels deep"
 
 
 class DocumentError(ValueError):
@@ -33,10 +37,10 @@ def _parsed(parse: Any, *args: Any, **options: Any) -> Any:
     try:
         data = parse(*args, **options)
     except RecursionError:
-        raise DocumentError(f"mappings or lists nest more than {MAX_DEPTH} levels deep") from None
+        raise DocumentError(_TOO_DEEP) from None
     except ValueError as exc:
         if "integer string conversion" in str(exc):  # an integer of thousands of digits
-            raise DocumentError("a number has more than 4300 digits") from None
+            raise DocumentError(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
         raise
     _check_depth(data)
     return data
@@ -54,7 +58,7 @@ def _check_depth(data: Any) -> None:
         else:
             continue
         if depth > MAX_DEPTH:
-            raise DocumentError(f"mappings or lists nest more than {MAX_DEPTH} levels deep")
+            raise DocumentError(_TOO_DEEP)
         stack.extend((child, depth + 1) for child in children)
 
 

@@ -23,7 +23,7 @@ import yaml
 from .documents import DocumentError, load_json, load_yaml
 from .errors import CaseError
 from .priors import PriorSet
-from .schema import EXTRA_LAB_KEYS, SECTIONS, VERDICTS, case_schema
+from .schema import EXTRA_LAB_KEYS, QUALIFIES, SECTIONS, VERDICTS, case_schema
 from .units import normalise_unit, split_quantity
 
 __all__ = ["Case", "read_case", "case_from_mapping", "case_to_evidence", "StateMapping"]
@@ -339,7 +339,7 @@ class _Mapper:
         if "albumin" in labs:
             albumin_gl = _quantity(self.pset, "albumin", labs["albumin"], allow_verdict=True)
         for extra in EXTRA_LAB_KEYS:  # a lab's own limit without its result: checked, then reported unused
-            lab = extra.removesuffix("_uln")
+            lab = QUALIFIES[extra]
             if extra in labs and lab not in labs:
                 _quantity_uln(extra, labs[extra], ref["labs"][lab])
                 self.unused(f"labs.{extra}", labs[extra], f"it is the reporting lab's limit for labs.{lab}, "
@@ -367,13 +367,13 @@ class _Mapper:
             self.put(key, name, states, input=text, value=round(value, 6), unit=reading.unit, reference=ref_text,
                      note=note)
         if "albumin" in labs and not albumin_used:
-            why = ("albumin adjusts a total calcium given as a number" if albumin_gl is None
-                   else "albumin only adjusts a total calcium given as a number, and the case gives "
-                   + ("the calcium as a verdict word" if "calcium" in labs else "no calcium"))
             if albumin_gl is None:
-                why += "; a verdict word gives no number to adjust with"
-            self.unused("labs.albumin", labs["albumin"], why,
-                        None if albumin_gl is None else round(albumin_gl, 6), None if albumin_gl is None else "g/L")
+                self.unused("labs.albumin", labs["albumin"], "albumin adjusts a total calcium given as a number; "
+                                                             "a verdict word gives no number to adjust with")
+            else:
+                given = "the calcium as a verdict word" if "calcium" in labs else "no calcium"
+                self.unused("labs.albumin", labs["albumin"], "albumin only adjusts a total calcium given as a "
+                            f"number, and the case gives {given}", round(albumin_gl, 6), "g/L")
 
 
 # ------------------------------------------------------------------ patient

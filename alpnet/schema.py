@@ -13,13 +13,16 @@ from typing import Any
 
 from .priors import PriorSet
 
-__all__ = ["case_schema", "SECTIONS", "VERDICTS", "EXTRA_LAB_KEYS"]
+__all__ = ["case_schema", "SECTIONS", "VERDICTS", "EXTRA_LAB_KEYS", "QUALIFIES"]
 
 #: Case sections besides ``id``; ``about`` is alpnet's addition for teaching cases.
 SECTIONS = ("patient", "history", "symptoms", "labs", "tests")
 VERDICTS = ("low", "normal", "high")
 #: Lab keys that are not findings: limits given by the reporting lab, and albumin.
 EXTRA_LAB_KEYS = ("alp_uln", "bone_alp_uln")
+#: Lab keys that only qualify another lab's value (a lab's own limit; the albumin that adjusts
+#: calcium): without that value they move nothing, and alpnet says so.
+QUALIFIES = {"alp_uln": "alp", "bone_alp_uln": "bone_alp", "albumin": "calcium"}
 
 
 def case_schema(pset: PriorSet) -> dict[str, Any]:

@@ -24,6 +24,25 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _diagnose(capsys, tmp_path: Path, text: str) -> tuple[int, str]:
+    """Exit code and stderr of ``alpnet diagnose`` on a case file holding ``text``."""
+    case = tmp_path / "c.yaml"
+    case.write_text(text)
+    code, _, err = run(capsys, "diagnose", str(case))
+    return code, err
+
+
+def _priors_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the bundled prior set to damage, and its reference.yaml."""
+    import shutil
+
+    from .conftest import ROOT
+
+    folder = tmp_path / "priors"
+    shutil.copytree(ROOT / "priors", folder)
+    return folder, folder / "reference.yaml"
+
+
 def _score(capsys, tmp_path: Path, text: str, *flags: str) -> tuple[int, str, Path]:
     src = tmp_path / "in.csv"
     src.write_text(text)
@@ -158,17 +177,14 @@ def test_a_json_case_with_a_byte_order_mark_is_read(capsys, tmp_path):
     ("40000 U/L", "is not a plausible upper reference limit"),
 ])
 def test_an_impossible_or_qualified_lab_limit_is_refused(capsys, tmp_path, uln, message):
-    case = tmp_path / "c.yaml"
-    case.write_text(f"patient: {{age: 70, sex: male}}\nlabs: {{alp: 420 U/L, alp_uln: '{uln}'}}\n")
-    code, _, err = run(capsys, "diagnose", str(case))
+    code, err = _diagnose(capsys, tmp_path,
+                          f"patient: {{age: 70, sex: male}}\nlabs: {{alp: 420 U/L, alp_uln: '{uln}'}}\n")
     assert code == 2
     assert "labs.alp_uln" in err and message in err
 
 
 def test_an_alp_of_zero_is_refused(capsys, tmp_path):
-    case = tmp_path / "c.yaml"
-    case.write_text("patient: {age: 70, sex: male}\nlabs: {alp: 0 U/L}\n")
-    code, _, err = run(capsys, "diagnose", str(case))
+    code, err = _diagnose(capsys, tmp_path, "patient: {age: 70, sex: male}\nlabs: {alp: 0 U/L}\n")
     assert code == 2
     assert "labs.alp: '0 U/L' is physiologically impossible" in err
 
@@ -180,9 +196,8 @@ def test_a_semicolon_separated_file_is_named_as_such(capsys, tmp_path):
 
 
 def test_an_unquoted_yaml_no_is_explained(capsys, tmp_path):
-    case = tmp_path / "c.yaml"
-    case.write_text("patient: {age: 60, sex: male}\nhistory: {known_cancer: no}\nlabs: {alp: 420 U/L}\n")
-    code, _, err = run(capsys, "diagnose", str(case))
+    code, err = _diagnose(capsys, tmp_path,
+                          "patient: {age: 60, sex: male}\nhistory: {known_cancer: no}\nlabs: {alp: 420 U/L}\n")
     assert code == 2
     assert "history.known_cancer: false is not accepted (YAML reads an unquoted yes, no" in err
     assert "accepted: none" in err
@@ -243,16 +258,10 @@ def test_a_bad_flag_value_is_one_line_pointing_to_help(capsys):
 
 
 def test_the_lab_limit_span_in_the_prior_set_is_validated_with_its_source(tmp_path):
-    import shutil
-
     from alpnet.errors import PriorsError
     from alpnet.priors import load_priors
 
-    from .conftest import ROOT
-
-    folder = tmp_path / "priors"
-    shutil.copytree(ROOT / "priors", folder)
-    ref = folder / "reference.yaml"
+    folder, ref = _priors_copy(tmp_path)
     text = ref.read_text()
     assert "uln_plausible: {min: 40, max: 1500, source: expert-judgment" in text
     ref.write_text(text.replace("uln_plausible: {min: 40, max: 1500, source: expert-judgment",
@@ -266,16 +275,10 @@ def test_the_lab_limit_span_in_the_prior_set_is_validated_with_its_source(tmp_pa
     ("  max: 75\n  source: expert-judgment\n", "  max: 75\n  source: nosuch\n", r"pregnancy_age: source 'nosuch'"),
 ])
 def test_the_pregnancy_age_window_in_the_prior_set_is_validated(tmp_path, old, new, message):
-    import shutil
-
     from alpnet.errors import PriorsError
     from alpnet.priors import load_priors
 
-    from .conftest import ROOT
-
-    folder = tmp_path / "priors"
-    shutil.copytree(ROOT / "priors", folder)
-    ref = folder / "reference.yaml"
+    folder, ref = _priors_copy(tmp_path)
     text = ref.read_text()
     assert old in text
     ref.write_text(text.replace(old, new, 1))
@@ -286,15 +289,10 @@ def test_the_pregnancy_age_window_in_the_prior_set_is_validated(tmp_path, old, n
 def test_without_a_pregnancy_age_window_any_age_may_be_pregnant(tmp_path):
     """A prior set may leave the window out; the context table alone then decides."""
     import re
-    import shutil
 
     from alpnet.model import load_model
 
-    from .conftest import ROOT
-
-    folder = tmp_path / "priors"
-    shutil.copytree(ROOT / "priors", folder)
-    ref = folder / "reference.yaml"
+    folder, ref = _priors_copy(tmp_path)
     ref.write_text(re.sub(r"pregnancy_age:.*?\n\n", "", ref.read_text(), count=1, flags=re.S))
     model = load_model(folder)
     ev, _ = model.evidence_of({"patient": {"age": 80, "sex": "female", "pregnant": True}, "labs": {"alp": "200 U/L"}})

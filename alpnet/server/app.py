@@ -268,9 +268,10 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AlpnetError(f"body: not valid JSON ({first}); send a case as a JSON object") from None
 
-    def only_query(request: Request, *accepted: str) -> None:
-        """Refuse a query parameter the route does not take, or one given twice: the CLI refuses
+    def only_query(request: Request) -> None:
+        """Refuse a query parameter the route does not declare, or one given twice: the CLI refuses
         an unknown or repeated flag, and a misspelt parameter must not fall back to its default."""
+        accepted = [p.alias for p in request.scope["route"].dependant.query_params]
         names = [k for k, _ in request.query_params.multi_items()]
         for name in names:
             if name not in accepted:
@@ -339,7 +340,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         lookahead: int = Query(1, ge=1, le=2, description="1, or 2 for the exact best two-test policy"),
         top: int = Query(10, ge=1, le=100, description="keep the first `top` tests and questions"),
     ) -> JSONResponse:
-        only_query(request, "target", "cost_weight", "lookahead", "top")
+        only_query(request)
         return await compute(records.next_test_record, model, await read_json(request), target=target,
                              cost_weight=cost_weight, lookahead=lookahead, top=top)
 
@@ -371,7 +372,7 @@ def build_app(model: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         method: str = Query("chain", pattern="^(chain|shapley)$",
                             description="chain: the chain rule in a fixed order; shapley: averaged over orders"),
     ) -> JSONResponse:
-        only_query(request, "cause", "versus", "method")
+        only_query(request)
         return await compute(records.explain_answer, model, await read_json(request), cause=cause, versus=versus,
                              method=method)
 
