@@ -10,6 +10,9 @@ Run: ``python benchmarks/score.py [--sizes 10000,100000,1000000] [--baseline-row
   (Python, pandas, the compiled model). "rows/s" divides the rows by the wall time of
   the command minus the time the same command takes on a one-row file (start-up and
   model loading), which is reported on its own row.
+* With numba installed (``pip install "alpnet[fast]"``) ``alpnet score`` uses the compiled
+  engine; the smallest file is then also scored with ``ALPNET_COMPILED=0`` (the numpy engine,
+  its own start-up subtracted), for comparison in the same run.
 * ``--next-test`` ranks every test exactly for every row, which is slow: it is timed on
   a small sample (``--next-test-rows``, scored with and without it: the difference is the
   ranking's own time) and the time for the full file is **extrapolated**
@@ -46,10 +49,11 @@ import alpnet  # noqa: E402
 ALPNET = [sys.executable, "-m", "alpnet"]
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one child process; raises if it fails."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=None if env is None else {**os.environ, **env})
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     code = os.waitstatus_to_exitcode(status)
@@ -61,6 +65,13 @@ def run(cmd: list[str]) -> tuple[float, int]:
 
 
 MISSING = 0.3  # set from --missing in main()
+try:  # the compiled engine (the 'fast' extra) scores the files when numba is installed
+    import numba  # noqa: F401
+
+    COMPILED = os.environ.get("ALPNET_COMPILED", "1").strip() != "0"
+except ImportError:  # pragma: no cover - depends on the install
+    COMPILED = False
+ENGINE = ", compiled engine (numba)" if COMPILED else ", numpy engine"
 
 
 def simulated(workdir: Path, n: int) -> Path:
@@ -135,7 +146,7 @@ def main() -> None:
     rows_out = []
     one = head(simulated(workdir, min(sizes)), 1, workdir / "one.csv")
     start_s, start_mem = run(ALPNET + ["score", str(one), "-o", str(workdir / "out-one.csv"), "--quiet", "--force"])
-    rows_out.append(("1 (start-up: import, load and compile the model)", "posteriors", fmt_time(start_s), "-",
+    rows_out.append(("1 (start-up: import, load and compile the model)", f"posteriors{ENGINE}", fmt_time(start_s), "-",
                      f"{start_mem / 1024**2:.0f} MB"))
     sample = head(simulated(workdir, min(sizes)), args.next_test_rows, workdir / "nt-sample.csv")
     nt_s, nt_mem = run(ALPNET + ["score", str(sample), "-o", str(workdir / "out-nt.csv"), "--quiet", "--force",
@@ -157,8 +168,17 @@ def main() -> None:
                                   "--chunk-size", str(args.chunk_size)])
         rate = n / max(wall - start_s, 1e-9)
         rates.append(rate)
-        rows_out.append((f"{n:,}", "posteriors", fmt_time(wall), f"{rate:,.0f}", f"{mem / 1024**2:.0f} MB"))
-        rows_out.append((f"{n:,}", f"+ --next-test (extrapolated from {args.next_test_rows} rows)",
+        rows_out.append((f"{n:,}", f"posteriors{ENGINE}", fmt_time(wall), f"{rate:,.0f}", f"{mem / 1024**2:.0f} MB"))
+        if n == min(sizes) and COMPILED:  # the same file on the numpy engine, for comparison
+            plain_start, _ = run(ALPNET + ["score", str(one), "-o", str(workdir / "out-one.csv"), "--quiet", "--force"],
+                                 env={"ALPNET_COMPILED": "0"})
+            wall0, mem0 = run(ALPNET + ["score", str(path), "-o", str(workdir / f"out-{n}.csv"), "--quiet", "--force",
+                                        "--chunk-size", str(args.chunk_size)], env={"ALPNET_COMPILED": "0"})
+            rows_out.append((f"{n:,}", "posteriors, numpy engine (ALPNET_COMPILED=0)", fmt_time(wall0),
+                             f"{n / max(wall0 - plain_start, 1e-9):,.0f}", f"{mem0 / 1024**2:.0f} MB"))
+        what = (f"+ --next-test (extrapolated from {args.next_test_rows} rows)" if nt_rate == nt_rate else
+                "+ --next-test: no slower than without it on the sample (no test left to rank: every cell filled)")
+        rows_out.append((f"{n:,}", what,
                          fmt_time(wall + n / nt_rate) if nt_rate == nt_rate else "-",
                          f"{1 / (1 / rate + 1 / nt_rate):,.1f}" if nt_rate == nt_rate else "-",
                          f"{nt_mem / 1024**2:.0f} MB (on the sample)"))
