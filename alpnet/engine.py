@@ -105,6 +105,34 @@ MAX_HIDDEN = 20
 Evidence = Mapping[str, "str | Mapping[str, float]"]
 
 
+class _BytesLRU:
+    """A cache bounded in bytes: the least recently used entries go first, the newest always stays.
+
+    ``size`` gives an entry's bytes.
+    """
+
+    def __init__(self, limit: int, size=lambda value: value.nbytes):
+        self.limit = limit
+        self.size = size
+        self.entries: OrderedDict = OrderedDict()
+        self.bytes = 0
+
+    def get(self, key):
+        """The entry under ``key`` (now the most recently used), or None."""
+        hit = self.entries.get(key)
+        if hit is not None:
+            self.entries.move_to_end(key)
+        return hit
+
+    def put(self, key, value) -> None:
+        """Keep ``value`` under ``key``, dropping the least recently used beyond the limit."""
+        self.entries[key] = value
+        self.bytes += self.size(value)
+        while self.bytes > self.limit and len(self.entries) > 1:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= self.size(old)
+
+
 class Engine:
     """Exact posterior of every cause for any evidence on context and findings.
 
@@ -151,8 +179,7 @@ class Engine:
             raise AlpnetError("too many context variables and causes for the einsum contraction")
         self._letter = {n: letters[i] for i, n in enumerate(names)}
         self._batch_letter = letters[len(names)]
-        self._block_cache: OrderedDict = OrderedDict()
-        self._block_bytes = 0
+        self._block_cache = _BytesLRU(self.BLOCK_CACHE_BYTES, _block_size)
         self._path_cache: dict = {}
         self._paths: dict = {}
         self._cond_cache: OrderedDict = OrderedDict()
@@ -171,8 +198,16 @@ class Engine:
         self._ctx_lik: dict[str, np.ndarray] = {}
         self._band_infos: dict[int, dict[str, tuple[int, int, int]]] = {}
         self._state_index = {name: {s: i for i, s in enumerate(var.states)} for name, var in self.variables.items()}
-        self._band_cache: OrderedDict = OrderedDict()
-        self._band_bytes = 0
+        self._band_cache = _BytesLRU(self.BAND_CACHE_BYTES)
+        # the compiled path's (:meth:`_kernel_posteriors`): summed context groups per pattern,
+        # one-row context factors, the findings' tables and the factor scopes seen
+        self._group_cache = _BytesLRU(self.GROUP_CACHE_BYTES)
+        self._kernel_context_cache = _BytesLRU(self.KERNEL_CONTEXT_BYTES,
+                                               lambda hit: sum(t.nbytes for _, t in hit[0]))
+        self._kernel_tables: tuple | None = None
+        self._scopes: dict[tuple[int, ...], int] = {}
+        self._scope_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._scope_stack: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def with_tables(self, cpts: Mapping[str, np.ndarray]) -> "Engine":
         """An engine for the same network with other numbers in its tables.
@@ -297,7 +332,6 @@ class Engine:
         cache_key = self._block_key(ev, keep)
         hit = self._block_cache.get(cache_key)
         if hit is not None:
-            self._block_cache.move_to_end(cache_key)
             return hit
         if keep is None:  # (live block, m): see _grown_blocks
             factors, scale = self._context_factors([ev], self._sliced_for([ev]), self.cpts)
@@ -322,14 +356,7 @@ class Engine:
 
     def _remember_block(self, key: tuple, block: object) -> None:
         """Keep a block in the cache, dropping the least recently used beyond :data:`BLOCK_CACHE_BYTES`."""
-        def size(b: object) -> int:
-            return (b[0] if isinstance(b, tuple) else b).nbytes  # type: ignore[index,union-attr]
-
-        self._block_cache[key] = block
-        self._block_bytes += size(block)
-        while self._block_bytes > self.BLOCK_CACHE_BYTES and len(self._block_cache) > 1:
-            _, old = self._block_cache.popitem(last=False)
-            self._block_bytes -= size(old)
+        self._block_cache.put(key, block)
 
     def _contract(self, expr: str, operands: Sequence[np.ndarray]) -> np.ndarray:
         """``einsum(expr, *operands)``, along a contraction path found once per expression.
@@ -408,8 +435,7 @@ class Engine:
         """(rows, n_states) evidence weights on ``var``: one-hot, a likelihood vector, or ones if absent."""
         n = len(self.variables[var].states)
         values = [ev.get(var) for ev in evs]
-        codes = np.fromiter((v if v.__class__ is int else _state_code(v) for v in values), dtype=np.int64,
-                            count=len(values))
+        codes = _state_codes(values)
         out = np.ones((len(evs), n))
         hard = np.flatnonzero(codes >= 0)
         if hard.size:
@@ -554,20 +580,11 @@ class Engine:
         B = operands[0].shape[0]
         columns = [at[v].tolist() if v in at else [_freeze_or_none(ev.get(v)) for ev in evs] for v in keyvars]
         keys = list(zip(*columns)) if columns else [()] * B
-        store = self.__dict__.setdefault("_group_cache", OrderedDict()) if cache else {}
         position: dict[tuple, int] = {}
         inverse = np.fromiter((position.setdefault(key, len(position)) for key in keys), dtype=np.intp, count=B)
         distinct = list(position)
-        values: list[np.ndarray | None] = [None] * len(distinct)
-        todo = []
-        for i, key in enumerate(distinct):
-            hit = store.get((expr, key))
-            if hit is None:
-                todo.append(i)
-            else:
-                values[i] = hit
-                if cache:
-                    store.move_to_end((expr, key))
+        values = [self._group_cache.get((expr, key)) if cache else None for key in distinct]
+        todo = [i for i, hit in enumerate(values) if hit is None]
         if todo:
             first = np.unique(inverse, return_index=True)[1]  # each pattern's first row
             rows = first[todo]
@@ -580,17 +597,10 @@ class Engine:
             else:
                 part = operands
             done = np.asarray(self._contract(expr, part))
-            used = self.__dict__.get("_group_bytes", 0)
             for t, i in enumerate(todo):
                 values[i] = value = np.array(done[t])
                 if cache:
-                    store[(expr, distinct[i])] = value
-                    used += value.nbytes
-            if cache:
-                while used > self.GROUP_CACHE_BYTES and store:
-                    _, old = store.popitem(last=False)
-                    used -= old.nbytes
-                self.__dict__["_group_bytes"] = used
+                    self._group_cache.put((expr, distinct[i]), value)
         return np.stack(values)[inverse]
 
     def _moved_findings(self, evs: Sequence[Mapping[str, np.ndarray | int]], sliced: set[str],
@@ -899,15 +909,10 @@ class Engine:
         if cache:
             hit = self._band_cache.get(key)
             if hit is not None:
-                self._band_cache.move_to_end(key)
                 return hit
         prod = self._band_products([items], band, tables)[0]
         if cache:
-            self._band_cache[key] = prod
-            self._band_bytes += prod.nbytes
-            while self._band_bytes > self.BAND_CACHE_BYTES and self._band_cache:
-                _, old = self._band_cache.popitem(last=False)
-                self._band_bytes -= old.nbytes
+            self._band_cache.put(key, prod)
         return prod
 
     def _first_live_parent(self, finding: str, m: int) -> int:
@@ -945,7 +950,6 @@ class Engine:
             for r, key in enumerate(keys):
                 hit = self._block_cache.get(key)
                 if hit is not None:
-                    self._block_cache.move_to_end(key)
                     blocks[r] = hit
         todo = [r for r in range(B) if blocks[r] is None]
         grown: dict[int, tuple[np.ndarray, list[int]]] = {}  # m -> (blocks, their rows), to use in place
@@ -1317,7 +1321,7 @@ class Engine:
         rows_of = np.arange(B)
         for f, j in slot_of.items():
             values = [ev.get(f) for ev in evs]
-            codes = np.fromiter((v if v.__class__ is int else _state_code(v) for v in values), dtype=np.int64, count=B)
+            codes = _state_codes(values)
             seen = codes != -1
             if not seen.any():
                 continue
@@ -1326,8 +1330,7 @@ class Engine:
             if f in moved_set:  # its rows of the table are those of each row's context states
                 config = np.zeros(B, dtype=np.int64)
                 for p in self._context_parents[f]:
-                    at = np.fromiter((int(ev[p]) if ev.get(p) is not None else 0 for ev in evs), dtype=np.int64, count=B)
-                    config = config * len(self.variables[p].states) + at
+                    config = config * len(self.variables[p].states) + _state_codes([ev[p] for ev in evs])
                 first = config * n_states
             scope[seen, j] = finding_scope[f]
             hard = codes >= 0
@@ -1356,23 +1359,16 @@ class Engine:
         another with the same context, skips the contraction; batches compute them afresh.
         """
         key = self._block_key(evs[0]) if len(evs) == 1 else None
-        cache = self.__dict__.setdefault("_kcontext", OrderedDict())
         if key is not None:
-            hit = cache.get(key)
+            hit = self._kernel_context_cache.get(key)
             if hit is not None:
-                cache.move_to_end(key)
                 return hit
         factors, scale = self._context_factors(evs, sliced, self.cpts, every_finding=True)
         factors = [(idx, np.ascontiguousarray(table)) for idx, table in factors]
         m = self._dead_prefix(factors, len(evs)).astype(np.int64)
         result = (factors, np.asarray(scale, dtype=float), m)
         if key is not None:
-            cache[key] = result
-            used = self.__dict__.get("_kcontext_bytes", 0) + sum(t.nbytes for _, t in factors)
-            while used > self.KERNEL_CONTEXT_BYTES and len(cache) > 1:
-                _, (old, _, _) = cache.popitem(last=False)
-                used -= sum(t.nbytes for _, t in old)
-            self.__dict__["_kcontext_bytes"] = used
+            self._kernel_context_cache.put(key, result)
         return result
 
     def _finding_tables(self) -> tuple[np.ndarray, dict[str, int], dict[str, int], dict[str, int]]:
@@ -1383,9 +1379,8 @@ class Engine:
         parents) starts at ``base[f] + (g * n_states + s) * size[f]`` in ``static`` and is in
         C order over its hidden parents in engine order (scope ``scope[f]``).
         """
-        hit = getattr(self, "_kernel_tables", None)
-        if hit is not None:
-            return hit
+        if self._kernel_tables is not None:
+            return self._kernel_tables
         chunks, base, sizes, scopes = [], {}, {}, {}
         used = 0
         for f in self.cause_only + self.with_context:
@@ -1404,27 +1399,23 @@ class Engine:
 
     def _scope_id(self, positions: tuple[int, ...]) -> int:
         """The kernel's number for a factor scope (ascending hidden positions)."""
-        registry = self.__dict__.setdefault("_scopes", {})
-        hit = registry.get(positions)
+        hit = self._scopes.get(positions)
         if hit is None:
             from .kernel import scope_tables
 
-            hit = registry[positions] = len(registry)
-            self.__dict__.setdefault("_scope_parts", []).append(scope_tables(positions, self.k))
-            self.__dict__.pop("_scope_stack", None)
+            hit = self._scopes[positions] = len(self._scopes)
+            self._scope_parts.append(scope_tables(positions, self.k))
+            self._scope_stack = None
         return hit
 
     def _scope_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:func:`alpnet.kernel.scope_tables` of every scope seen, stacked."""
-        stack = self.__dict__.get("_scope_stack")
-        if stack is None:
-            parts = self.__dict__.get("_scope_parts") or []
-            if not parts:
+        if self._scope_stack is None:
+            if not self._scope_parts:
                 self._scope_id(())
-                parts = self.__dict__["_scope_parts"]
-            stack = tuple(np.ascontiguousarray(np.stack([p[i] for p in parts])) for i in range(3))
-            self.__dict__["_scope_stack"] = stack
-        return stack
+            self._scope_stack = tuple(np.ascontiguousarray(np.stack([p[i] for p in self._scope_parts]))
+                                      for i in range(3))  # type: ignore[assignment]
+        return self._scope_stack  # type: ignore[return-value]
 
     def prior(self, evidence: Evidence) -> dict[str, float]:
         """P(hidden variable present | the context part of the evidence only)."""
@@ -1597,6 +1588,17 @@ def _state_code(e: np.ndarray | int | None) -> int:
     if isinstance(e, (int, np.integer)):
         return int(e)
     return -2
+
+
+def _state_codes(values: Sequence[np.ndarray | int | None]) -> np.ndarray:
+    """:func:`_state_code` of every value, as an int64 array."""
+    return np.fromiter((v if v.__class__ is int else _state_code(v) for v in values), dtype=np.int64,
+                       count=len(values))
+
+
+def _block_size(block: object) -> int:
+    """Bytes of a cached context block: an array, or a (live block, prefix) pair."""
+    return (block[0] if isinstance(block, tuple) else block).nbytes  # type: ignore[index,union-attr]
 
 
 def _indicator(e: np.ndarray | int, n: int) -> np.ndarray:

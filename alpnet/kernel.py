@@ -37,10 +37,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["LOW_BITS", "scope_tables", "posterior_rows"]
+__all__ = ["LOW_BITS", "RUN", "FULL", "LOW_MASK", "HIGH_MASK", "scope_tables", "posterior_rows"]
 
 #: Bits of a configuration index looked up in the low table (the rest in the high one).
 LOW_BITS = 8
+#: Where :func:`scope_tables` puts a scope's low-byte facts, after its ``2 * (k + 1)`` level
+#: entries: the run length (bits), whether it has every low variable, the low bits it reads,
+#: the high bits it reads.
+RUN, FULL, LOW_MASK, HIGH_MASK = 0, 1, 2, 3
 
 
 def scope_tables(positions: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,11 +68,11 @@ def scope_tables(positions: tuple[int, ...], k: int) -> tuple[np.ndarray, np.nda
     levels : ndarray of int64, shape (2 * (k + 1) + 4,)
         ``levels[m]``: with the first ``m`` hidden variables ruled out, the factor's first
         variable at or after ``m`` (``k`` when none); ``levels[k + 1 + m]``: how many of its
-        variables are at or after ``m``; ``levels[2 * (k + 1)]``: the factor's entries over
-        the low byte come in runs of 2 to that power; ``levels[2 * (k + 1) + 1]``: 1 when
-        the factor has every low variable (its entries over the low byte are then
-        contiguous in its table); ``levels[2 * (k + 1) + 2]``: the bits of the low byte
-        that it reads; ``levels[2 * (k + 1) + 3]``: the bits of ``c >> LOW_BITS`` that it reads.
+        variables are at or after ``m``; from ``2 * (k + 1)`` on, its low-byte facts at
+        offsets :data:`RUN` (its entries over the low byte come in runs of 2 to that power),
+        :data:`FULL` (1 when it has every low variable: its entries over the low byte are
+        then contiguous in its table), :data:`LOW_MASK` (the bits of the low byte it reads)
+        and :data:`HIGH_MASK` (the bits of ``c >> LOW_BITS`` it reads).
     """
     low_bits = min(LOW_BITS, k)
     high = np.zeros(2 ** (k - low_bits), dtype=np.int64)
@@ -89,10 +93,11 @@ def scope_tables(positions: tuple[int, ...], k: int) -> tuple[np.ndarray, np.nda
     low_positions = [p for p in positions if k - 1 - p < low_bits]
     # the low byte's entries come in runs of equal value, as long as the bits below the
     # factor's last low variable; when it has every low variable, they are contiguous
-    levels[2 * (k + 1)] = (k - 1 - low_positions[-1]) if low_positions else low_bits
-    levels[2 * (k + 1) + 1] = int(len(low_positions) == low_bits)
-    levels[2 * (k + 1) + 2] = sum(1 << (k - 1 - p) for p in low_positions)
-    levels[2 * (k + 1) + 3] = sum(1 << (k - 1 - p - low_bits) for p in positions if k - 1 - p >= low_bits)
+    facts = 2 * (k + 1)
+    levels[facts + RUN] = (k - 1 - low_positions[-1]) if low_positions else low_bits
+    levels[facts + FULL] = int(len(low_positions) == low_bits)
+    levels[facts + LOW_MASK] = sum(1 << (k - 1 - p) for p in low_positions)
+    levels[facts + HIGH_MASK] = sum(1 << (k - 1 - p - low_bits) for p in positions if k - 1 - p >= low_bits)
     return high, low, levels
 
 
@@ -204,10 +209,7 @@ def posterior_rows(k, m, scale, source, offset, scope, static, dynamic, highs, l
     low_of = np.empty(size, dtype=np.int64)
     small_of = np.empty(size, dtype=np.int64)
     small = np.empty(size)
-    RUN = 2 * (k + 1)
-    FULL = RUN + 1
-    LOW_MASK = RUN + 2
-    HIGH_MASK = RUN + 3
+    facts = 2 * (k + 1)  # where each scope's low-byte facts start in ``levels``
     expanded = np.empty(1 << k)
     colsum = np.empty(size)
     lanes = np.empty(8)
@@ -267,7 +269,7 @@ def posterior_rows(k, m, scale, source, offset, scope, static, dynamic, highs, l
                     j = here[i]
                     sc = scope[r, j]
                     table = static if source[r, j] == 0 else dynamic
-                    _apply_block(w, table, offset[r, j] + highs[sc, 0], lows[sc], min(levels[sc, RUN], k - d), n)
+                    _apply_block(w, table, offset[r, j] + highs[sc, 0], lows[sc], min(levels[sc, facts + RUN], k - d), n)
                 continue
             # A wide level, one block of the low byte at a time (the block stays in the
             # fastest cache). Factors with every low variable multiply it by a contiguous
@@ -281,14 +283,14 @@ def posterior_rows(k, m, scale, source, offset, scope, static, dynamic, highs, l
             for i in range(count):
                 j = here[i]
                 sc = scope[r, j]
-                if levels[sc, FULL] == 1:
+                if levels[sc, facts + FULL] == 1:
                     fulls[n_full] = j
                     n_full += 1
                 else:
                     parts[n_part] = j
                     n_part += 1
-                    union |= levels[sc, LOW_MASK]
-                    high_union |= levels[sc, HIGH_MASK]
+                    union |= levels[sc, facts + LOW_MASK]
+                    high_union |= levels[sc, facts + HIGH_MASK]
             n_small = 1
             run_bits = low_bits
             if n_part:
@@ -341,20 +343,7 @@ def posterior_rows(k, m, scale, source, offset, scope, static, dynamic, highs, l
                 elif n_part:
                     _small_product(small, n_small, parts, n_part, r, h, scope, source, offset, static, dynamic,
                                    highs, lows, low_of)
-                    if n_small == 1:
-                        v = small[0]
-                        for lo in range(size):
-                            block[lo] *= v
-                    elif run_bits >= 3:
-                        run = 1 << run_bits
-                        for r0 in range(0, size, run):
-                            v = small[small_of[r0]]
-                            part = block[r0:r0 + run]
-                            for q in range(run):
-                                part[q] *= v
-                    else:
-                        for lo in range(size):
-                            block[lo] *= small[small_of[lo]]
+                    _apply_block(block, small, 0, small_of, run_bits, size)
                 for i in range(n_full):
                     j = fulls[i]
                     sc = scope[r, j]
