@@ -55,7 +55,12 @@ that, and nothing more:
   :meth:`Engine.posterior_many`) take a compiled path instead (:mod:`alpnet.kernel`):
   the context factors of up to 512 rows that share a path are computed together as
   above, every observed finding becomes a factor over its own hidden parents (a row of
-  its table, :meth:`Engine._finding_tables`), and each row's cause space is grown,
+  its table, :meth:`Engine._finding_tables`) or, when that row is one number per cause
+  (a normal result or an absent symptom in a noisy-max table, :func:`_product_form`),
+  joins the row's per-cause multipliers at no cost; a finding with a context parent
+  whose observed state splits into a context part and such a cause part
+  (:meth:`Engine._separable`) leaves only the context part to the context factors.
+  Each row's cause space is then grown,
   multiplied out and summed into marginals in one compiled pass that stays in the
   processor's cache, with no Python between the steps. Rows are still computed one at
   a time, so a row's numbers are the same alone or in any batch; they agree with the
@@ -86,6 +91,7 @@ from __future__ import annotations
 import string
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from itertools import chain
 
 import numpy as np
 import opt_einsum
@@ -205,6 +211,8 @@ class Engine:
         self._kernel_context_cache = _BytesLRU(self.KERNEL_CONTEXT_BYTES,
                                                lambda hit: sum(t.nbytes for _, t in hit[0]))
         self._kernel_tables: tuple | None = None
+        self._separable_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._code_column = {name: i for i, name in enumerate(self.variables)}
         self._scopes: dict[tuple[int, ...], int] = {}
         self._scope_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._scope_stack: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -434,16 +442,22 @@ class Engine:
     def _weights(self, evs: Sequence[Mapping[str, np.ndarray | int]], var: str) -> np.ndarray:
         """(rows, n_states) evidence weights on ``var``: one-hot, a likelihood vector, or ones if absent."""
         n = len(self.variables[var].states)
-        values = [ev.get(var) for ev in evs]
-        codes = _state_codes(values)
+        codes = self._codes(evs, var)
         out = np.ones((len(evs), n))
         hard = np.flatnonzero(codes >= 0)
         if hard.size:
             out[hard] = 0.0
             out[hard, codes[hard]] = 1.0
         for r in np.flatnonzero(codes == -2).tolist():
-            out[r] = values[r]
+            out[r] = evs[r][var]
         return out
+
+    def _codes(self, evs: Sequence[Mapping[str, np.ndarray | int]], var: str) -> np.ndarray:
+        """Each row's evidence on ``var`` as a code (:func:`_state_code`): its state, -1 when
+        absent, -2 for weights; read from the matrix of :class:`_EvidenceRows` when it has one."""
+        if type(evs) is _EvidenceRows:
+            return evs.codes(var)
+        return _state_codes([ev.get(var) for ev in evs])
 
     def _context_factors(self, evs: Sequence[Mapping[str, np.ndarray | int]], sliced: Sequence[str],
                          cpts: Mapping[str, np.ndarray], *, every_finding: bool = False
@@ -461,7 +475,7 @@ class Engine:
 
         With ``every_finding`` (the compiled path), a finding with a context parent that is not
         sliced is always summed in, observed or not, so that rows share a pass whichever such
-        findings they observe (:meth:`_path_signature` with ``coarse``).
+        findings they observe (:meth:`_coarse_signatures`).
 
         Returns
         -------
@@ -473,17 +487,17 @@ class Engine:
         """
         B = len(evs)
         sliced_set = set(sliced)
-        at = {v: np.fromiter((int(ev[v]) for ev in evs), dtype=np.intp, count=B) for v in sliced}
+        at = {v: self._codes(evs, v).astype(np.intp) for v in sliced}
         rows = np.arange(B)
         raw: list[tuple[list[str], np.ndarray]] = []  # every table has a leading row axis
         scale = np.ones(B)
 
         keyvars: list[list[str]] = []  # per raw table, the variables whose evidence sets its rows
 
-        def add(names: Sequence[str], table: np.ndarray, batched: bool) -> None:
+        def add(names: Sequence[str], table: np.ndarray, batched: bool, decided: Sequence[str] | None = None) -> None:
             nonlocal scale
             hard = [i for i, n in enumerate(names) if n in sliced_set]
-            decided_by = list(names) if batched else [names[i] for i in hard]
+            decided_by = list(decided if decided is not None else names) if batched else [names[i] for i in hard]
             if hard:
                 offset = 1 if batched else 0
                 table = np.moveaxis(table, [i + offset for i in hard], list(range(offset, offset + len(hard))))
@@ -504,16 +518,20 @@ class Engine:
                 add([v], self._weights(evs, v), True)
         for h in self.hidden:
             add([h] + list(self.variables[h].parents), cpts[h], False)
-            if any(h in ev for ev in evs):
+            if (self._codes(evs, h) != -1).any():
                 add([h], self._weights(evs, h), True)
         moved = self._moved_findings(evs, sliced_set, cpts)
+        separated = set(self._separated_findings(evs, sliced_set, moved)) if every_finding else set()
         for f in self.with_context:
             if f in moved:
+                continue
+            if f in separated:  # its part over the causes goes to the kernel's per-cause factors
+                add(self._context_parents[f], self._separated_weights(evs, f), True, decided=[f])
                 continue
             # with ``every_finding``, a finding whose context parents are not all sliced is
             # summed in whether or not it is observed (weights of one where it is not), so that
             # rows take the same steps whichever of them they observe
-            if any(f in ev for ev in evs) or (
+            if (self._codes(evs, f) != -1).any() or (
                     every_finding and not all(p in sliced_set for p in self._context_parents[f])):
                 add([f] + list(self.variables[f].parents), cpts[f], False)
                 add([f], self._weights(evs, f), True)
@@ -578,7 +596,7 @@ class Engine:
         alone in its own slice of the batch axis, so its numbers do not depend on the others.
         """
         B = operands[0].shape[0]
-        columns = [at[v].tolist() if v in at else [_freeze_or_none(ev.get(v)) for ev in evs] for v in keyvars]
+        columns = [at[v].tolist() if v in at else self._key_column(evs, v) for v in keyvars]
         keys = list(zip(*columns)) if columns else [()] * B
         position: dict[tuple, int] = {}
         inverse = np.fromiter((position.setdefault(key, len(position)) for key in keys), dtype=np.intp, count=B)
@@ -603,6 +621,13 @@ class Engine:
                     self._group_cache.put((expr, distinct[i]), value)
         return np.stack(values)[inverse]
 
+    def _key_column(self, evs: Sequence[Mapping[str, np.ndarray | int]], var: str) -> list:
+        """Each row's evidence on ``var`` as a hashable key: its code, or its weights frozen."""
+        codes = self._codes(evs, var)
+        if (codes == -2).any():
+            return [_freeze(evs[r][var]) if c == -2 else c for r, c in enumerate(codes.tolist())]
+        return codes.tolist()
+
     def _moved_findings(self, evs: Sequence[Mapping[str, np.ndarray | int]], sliced: set[str],
                         cpts: Mapping[str, np.ndarray]) -> list[str]:
         """Findings with a context parent that act like cause-only findings in this batch.
@@ -613,15 +638,93 @@ class Engine:
         finding (rows that do not observe it multiply by nothing) instead of the context
         block carrying it.
         """
-        return [f for f in self.with_context
-                if cpts[f] is self.cpts[f]
-                and all(p in sliced for p in self._context_parents[f])
-                and any(f in ev for ev in evs)
-                and all(isinstance(ev.get(f), (int, np.integer)) or f not in ev for ev in evs)]
+        out = []
+        for f in self.with_context:
+            if cpts[f] is self.cpts[f] and all(p in sliced for p in self._context_parents[f]):
+                codes = self._codes(evs, f)
+                if (codes != -1).any() and not (codes == -2).any():
+                    out.append(f)
+        return out
 
     def _moved_single(self, ev: Mapping[str, np.ndarray | int]) -> list[str]:
         """:meth:`_moved_findings` for one evidence set, with its cached context block."""
         return self._moved_findings([ev], set(self._sliced_for([ev])), self.cpts)
+
+    def _separated_findings(self, evs: Sequence[Mapping[str, np.ndarray | int]], sliced: set[str],
+                            moved: Sequence[str]) -> list[str]:
+        """Findings with a context parent whose table the compiled path splits in two.
+
+        A finding that the context factors carry (not moved, not every context parent
+        sliced) and that has a state whose probability is one number per context
+        configuration times one per cause (:meth:`_separable`: a normal result in a
+        noisy-max table) is *separated* when every row either does not observe it or
+        observes it in such a state. Its part over
+        the causes then joins the kernel's per-cause factors and only its part over its
+        context parents stays in the context factors, so the causes it shares with a summed
+        context variable (chronic kidney disease, say) no longer widen that group. Which
+        rows separate a finding is part of :meth:`_coarse_signatures`, so a row takes the same
+        steps alone or in a batch.
+        """
+        out = []
+        for f in self.with_context:
+            if f in moved or all(p in sliced for p in self._context_parents[f]):
+                continue
+            ok = self._separable(f)[0]
+            if not ok.any():  # none of its states splits: always whole, observed or not
+                continue
+            codes = self._codes(evs, f)
+            if ((codes == -1) | ((codes >= 0) & ok[np.maximum(codes, 0)])).all():
+                out.append(f)
+        return out
+
+    def _separable(self, finding: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which states of a finding with a context parent factor into context times causes.
+
+        Returns ``(ok, factors, context)``: ``ok[s]`` when, for every configuration ``g`` of
+        the finding's context parents, P(finding = s | g, causes) is
+        ``context[s, g] * prod over present causes of factors[s, cause]`` (:func:`_product_form`,
+        with the same per-cause factors for every ``g``; ``g`` in C order over the context
+        parents). Built once per finding.
+        """
+        hit = self._separable_cache.get(finding)
+        if hit is None:
+            var = self.variables[finding]
+            hid = sorted((p for p in var.parents if p in self.hidx), key=self.hidx.__getitem__)
+            ctx = self._context_parents[finding]
+            axes = [1 + var.parents.index(p) for p in ctx] + [0] + [1 + var.parents.index(p) for p in hid]
+            n_states = len(var.states)
+            table = np.transpose(self.cpts[finding], axes).reshape(-1, n_states, 2 ** len(hid))
+            configs = table.shape[0]
+            is_product, factors, constant = _product_form(table.reshape(-1, 2 ** len(hid)),
+                                                          [self.hidx[p] for p in hid], self.k)
+            is_product = is_product.reshape(configs, n_states)
+            factors = factors.reshape(configs, n_states, self.k)
+            constant = constant.reshape(configs, n_states)
+            empty = ~table.any(axis=2)  # a state impossible in a configuration: zero whatever the causes
+            ok = np.zeros(n_states, dtype=bool)
+            shared = np.ones((n_states, self.k))
+            for st in range(n_states):
+                live = ~empty[:, st]
+                if not live.any() or not is_product[live, st].all():
+                    continue
+                first = factors[live, st][0]
+                if np.all(np.abs(factors[live, st] - first) <= PRODUCT_FORM_TOLERANCE * np.abs(first)):
+                    ok[st] = True
+                    shared[st] = first
+            context = np.where(empty, 0.0, constant).T.reshape((n_states,) + tuple(
+                len(self.variables[p].states) for p in ctx))
+            hit = self._separable_cache[finding] = (ok, shared, np.ascontiguousarray(context))
+        return hit
+
+    def _separated_weights(self, evs: Sequence[Mapping[str, np.ndarray | int]], finding: str) -> np.ndarray:
+        """``(rows, *context parents' states)``: a separated finding's part over its context parents
+        (:meth:`_separable`), ones where a row does not observe it."""
+        context = self._separable(finding)[2]
+        codes = self._codes(evs, finding)
+        out = np.ones((len(evs),) + context.shape[1:])
+        seen = codes >= 0
+        out[seen] = context[codes[seen]]
+        return out
 
     def _sliced_for(self, evs: Sequence[Mapping[str, np.ndarray | int]]) -> list[str]:
         """The context variables sliced out of the tables for these evidence sets.
@@ -636,10 +739,10 @@ class Engine:
         different patterns share a pass (:meth:`_posterior_many`), and a row's numbers are
         the same alone or in a batch.
         """
-        ints = (int, np.integer)
-        if all(isinstance(ev.get(v), ints) for ev in evs for v in self.context):
+        known = {v: bool((self._codes(evs, v) >= 0).all()) for v in self.context}
+        if all(known.values()):
             return list(self.context)
-        return [v for v in self._context_roots if all(isinstance(ev.get(v), ints) for ev in evs)]
+        return [v for v in self._context_roots if known[v]]
 
     def context_likelihood_table(self, finding: str) -> np.ndarray:
         """``(n_context_configs * n_states, 2^k)`` for a finding with a context parent.
@@ -1237,7 +1340,7 @@ class Engine:
             start = stop
         return out
 
-    def _path_signature(self, ev: Mapping[str, np.ndarray | int], coarse: bool = False) -> tuple:
+    def _path_signature(self, ev: Mapping[str, np.ndarray | int]) -> tuple:
         """What decides the steps a row takes: rows with the same signature share a pass.
 
         Rows computed together must take the same path, so that a row's numbers never
@@ -1258,14 +1361,14 @@ class Engine:
                 key.append(2)  # soft: carried by the context factors
             elif full or all(is_root and known[i] for i, is_root in parents):
                 key.append(0)  # moved out of the block when observed (:meth:`_moved_findings`)
-            else:  # in the block when observed; with ``coarse``, in it anyway
-                key.append(1 if coarse or e is not None else 0)
+            else:  # in the block when observed
+                key.append(1 if e is not None else 0)
         return tuple(key)
 
     def _kernel_posteriors(self, evs: list[Mapping[str, np.ndarray | int]], rows_per_pass: int = 512) -> np.ndarray:
         """``(n, k + 1)``: every row's posteriors and, last, its P(evidence) (0 when impossible).
 
-        Rows with the same :meth:`_path_signature` get their context factors together
+        Rows with the same :meth:`_coarse_signatures` get their context factors together
         (:meth:`_context_factors`, up to ``rows_per_pass`` rows; 16 when a root context
         variable is not known, whose factors span the whole cause space); each row's
         findings become factors taken from :meth:`_finding_tables`; the compiled kernel
@@ -1274,23 +1377,44 @@ class Engine:
         posterior_rows = self._kernel()
         k = self.k
         out = np.empty((len(evs), k + 1))
-        signature = [self._path_signature(ev, coarse=True) for ev in evs]
-        order = sorted(range(len(evs)), key=lambda i: signature[i])
+        rows = _EvidenceRows.build(evs, self._code_column)
+        signature = self._coarse_signatures(rows)
+        order = np.lexsort(signature.T[::-1])
+        ordered = signature[order]
+        starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)]).tolist() + [len(evs)]
         all_roots = 1 + len(self._context_roots)
-        start = 0
-        while start < len(order):
-            sig = signature[order[start]]
-            limit = rows_per_pass if all(sig[1:all_roots]) else min(rows_per_pass, 16)
-            stop = start + 1
-            while stop < len(order) and stop - start < limit and signature[order[stop]] == sig:
-                stop += 1
-            idx = np.asarray(order[start:stop])
-            part = [evs[i] for i in idx.tolist()]
-            res = np.empty((len(part), k + 1))
-            posterior_rows(k, *self._kernel_arguments(part), res)
-            out[idx] = res
-            start = stop
+        for start, end in zip(starts[:-1], starts[1:]):
+            limit = rows_per_pass if ordered[start, 1:all_roots].all() else min(rows_per_pass, 16)
+            for lo in range(start, end, limit):
+                idx = order[lo:min(lo + limit, end)]
+                res = np.empty((len(idx), k + 1))
+                posterior_rows(k, *self._kernel_arguments(rows.take(idx)), res)
+                out[idx] = res
         return out
+
+    def _coarse_signatures(self, rows: "_EvidenceRows") -> np.ndarray:
+        """The compiled path's signature of every row, as the rows of an int8 matrix.
+
+        As :meth:`_path_signature` (the same context variables sliced, the same findings
+        moved or weighted), except that a finding with a context parent that is not moved is
+        in the context factors whether or not the row observes it
+        (:meth:`_context_factors` with ``every_finding``): whole (3), or split (1) when the
+        row does not observe it or observes a state :meth:`_separable` splits (a finding
+        none of whose states splits is always whole: 1).
+        """
+        known = rows.matrix[:, [self._code_column[v] for v in self.context]] >= 0
+        full = known.all(axis=1)
+        columns = [full] + [known[:, i] for i in self._root_positions]
+        for f, parents in self._signature_parents:
+            e = rows.codes(f)
+            if all(is_root for _, is_root in parents):
+                moved = full | known[:, [i for i, _ in parents]].all(axis=1)
+            else:
+                moved = full
+            ok = self._separable(f)[0]
+            whole = (e >= 0) & ~ok[np.maximum(e, 0)] if ok.any() else np.zeros(len(e), dtype=bool)
+            columns.append(np.where(e == -2, 2, np.where(moved, 0, np.where(whole, 3, 1))))
+        return np.column_stack(columns).astype(np.int8)
 
     def _kernel_arguments(self, evs: Sequence[Mapping[str, np.ndarray | int]]) -> tuple:
         """The arguments of :func:`alpnet.kernel.posterior_rows` (but ``k`` and ``out``) for rows
@@ -1299,7 +1423,7 @@ class Engine:
         sliced = self._sliced_for(evs)
         factors, scale, m = self._kernel_context(evs, sliced)
         moved = self._moved_findings(evs, set(sliced), self.cpts)
-        static, base, sizes, finding_scope = self._finding_tables()
+        static, base, sizes, finding_scope, product = self._finding_tables()
         slot_of = {f: len(factors) + i for i, f in enumerate(self.cause_only)}
         for i, f in enumerate(moved):
             slot_of[f] = len(factors) + len(self.cause_only) + i
@@ -1317,11 +1441,14 @@ class Engine:
             offset[:, j] = used + np.arange(B) * flat.shape[1]
             scope[:, j] = self._scope_id(idx)
             used += flat.size
-        # finding by finding, over all rows: the state each row observes (-1: none, -2: weights)
+        # finding by finding, over all rows: the state each row observes (-1: none, -2: weights);
+        # a table row that is a product of one factor per cause (:func:`_product_form`: a
+        # normal result, an absent symptom) joins the per-cause multipliers instead of a slot
         rows_of = np.arange(B)
+        unary = np.ones((B, self.k))
+        constant = np.ones(B)
         for f, j in slot_of.items():
-            values = [ev.get(f) for ev in evs]
-            codes = _state_codes(values)
+            codes = self._codes(evs, f)
             seen = codes != -1
             if not seen.any():
                 continue
@@ -1330,22 +1457,35 @@ class Engine:
             if f in moved_set:  # its rows of the table are those of each row's context states
                 config = np.zeros(B, dtype=np.int64)
                 for p in self._context_parents[f]:
-                    config = config * len(self.variables[p].states) + _state_codes([ev[p] for ev in evs])
+                    config = config * len(self.variables[p].states) + self._codes(evs, p)
                 first = config * n_states
-            scope[seen, j] = finding_scope[f]
             hard = codes >= 0
+            at_row = first + codes
+            is_product, factor_of, constant_of = product[f]
+            split = hard.copy()
+            split[hard] = is_product[at_row[hard]]
+            if split.any():
+                unary[split] *= factor_of[at_row[split]]
+                constant[split] *= constant_of[at_row[split]]
+                hard &= ~split
+            scope[hard | (codes == -2), j] = finding_scope[f]
             source[hard, j] = 0
-            offset[hard, j] = start + (first[hard] + codes[hard]) * size
+            offset[hard, j] = start + at_row[hard] * size
             for r in rows_of[codes == -2].tolist():  # weights over its states: a row of their own
-                e = np.asarray(values[r], dtype=float)
+                e = np.asarray(evs[r][f], dtype=float)
                 rows = static[start + first[r] * size: start + (first[r] + len(e)) * size].reshape(len(e), size)
                 dynamic.append(_weighted_rows(e[None, :], rows)[0])
                 source[r, j] = 1
                 offset[r, j] = used
                 used += size
+        for f in self._separated_findings(evs, set(sliced), moved):
+            codes = self._codes(evs, f)
+            seen = codes >= 0
+            if seen.any():
+                unary[seen] *= self._separable(f)[1][codes[seen]]
         dyn = np.concatenate(dynamic) if dynamic else np.zeros(1)
         highs, lows, levels = self._scope_arrays()
-        return m, scale, source, offset, scope, static, dyn, highs, lows, levels
+        return m, scale * constant, unary, source, offset, scope, static, dyn, highs, lows, levels
 
     #: Bytes of one-row context factors kept for :meth:`posterior` (least recently used dropped).
     KERNEL_CONTEXT_BYTES = 16 * 2**20
@@ -1371,17 +1511,20 @@ class Engine:
             self._kernel_context_cache.put(key, result)
         return result
 
-    def _finding_tables(self) -> tuple[np.ndarray, dict[str, int], dict[str, int], dict[str, int]]:
+    def _finding_tables(self) -> tuple[np.ndarray, dict[str, int], dict[str, int], dict[str, int],
+                                       dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
         """Every finding's table over its hidden parents, flat, for the kernel (built once).
 
-        Returns ``(static, base, size, scope)``: a finding's row for state ``s`` (and, for a
-        finding with a context parent, context configuration ``g``, C order over its context
-        parents) starts at ``base[f] + (g * n_states + s) * size[f]`` in ``static`` and is in
-        C order over its hidden parents in engine order (scope ``scope[f]``).
+        Returns ``(static, base, size, scope, product)``: a finding's row for state ``s`` (and,
+        for a finding with a context parent, context configuration ``g``, C order over its
+        context parents) is row ``g * n_states + s`` of its table; it starts at
+        ``base[f] + (g * n_states + s) * size[f]`` in ``static`` and is in C order over its
+        hidden parents in engine order (scope ``scope[f]``). ``product[f]`` is
+        :func:`_product_form` of its table: which rows are a product of one factor per cause.
         """
         if self._kernel_tables is not None:
             return self._kernel_tables
-        chunks, base, sizes, scopes = [], {}, {}, {}
+        chunks, base, sizes, scopes, product = [], {}, {}, {}, {}
         used = 0
         for f in self.cause_only + self.with_context:
             var = self.variables[f]
@@ -1390,11 +1533,12 @@ class Engine:
             axes = [1 + var.parents.index(p) for p in ctx] + [0] + [1 + var.parents.index(p) for p in hid]
             table = np.ascontiguousarray(np.transpose(self.cpts[f], axes), dtype=float).reshape(-1, 2 ** len(hid))
             chunks.append(table.ravel())
+            product[f] = _product_form(table, [self.hidx[p] for p in hid], self.k)
             base[f] = used
             sizes[f] = 2 ** len(hid)
             scopes[f] = self._scope_id(tuple(self.hidx[p] for p in hid))
             used += table.size
-        self._kernel_tables = (np.concatenate(chunks) if chunks else np.zeros(1), base, sizes, scopes)
+        self._kernel_tables = (np.concatenate(chunks) if chunks else np.zeros(1), base, sizes, scopes, product)
         return self._kernel_tables
 
     def _scope_id(self, positions: tuple[int, ...]) -> int:
@@ -1570,15 +1714,59 @@ def enumeration_order(pset: PriorSet, cpts: Mapping[str, np.ndarray]) -> list[st
     return order
 
 
+#: Largest relative difference between a table row and its product form for the row to be
+#: taken as one (:func:`_product_form`): rounding only.
+PRODUCT_FORM_TOLERANCE = 1e-14
+
+
+def _product_form(table: np.ndarray, positions: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which rows of a finding's table are a product of one factor per hidden parent.
+
+    In a noisy-OR or noisy-max table the lowest state (a normal result, an absent symptom)
+    is reached only when no present cause pushes the finding up, so its row is
+    ``P(lowest | no cause) * prod over present causes of P(cause does not push)``: one
+    number per cause. The compiled kernel folds such a row into its per-cause multipliers
+    at no cost, instead of multiplying the cause space by a wide factor. The test is
+    numerical: the row rebuilt from its entries at no cause and at each single cause must
+    match every entry to :data:`PRODUCT_FORM_TOLERANCE` (relative), and its entry at no
+    cause must be positive.
+
+    Parameters
+    ----------
+    table : ndarray, shape (rows, 2 ** len(positions))
+        Rows in C order over the hidden parents (the first slowest).
+    positions : sequence of int
+        The parents' engine positions, ascending.
+    k : int
+        Number of hidden variables.
+
+    Returns
+    -------
+    is_product : ndarray of bool, shape (rows,)
+    factors : ndarray, shape (rows, k)
+        Per row, the factor of each hidden variable when present (1 for a non-parent).
+    constant : ndarray, shape (rows,)
+        The row's entry with no cause present.
+    """
+    rows, n = table.shape[0], len(positions)
+    constant = table[:, 0].copy()
+    factors = np.ones((rows, k))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, p in enumerate(positions):
+            factors[:, p] = table[:, 1 << (n - 1 - i)] / constant
+        rebuilt = constant[:, None]
+        for p in reversed(positions):  # the last parent varies fastest
+            rebuilt = np.concatenate([rebuilt, rebuilt * factors[:, p, None]], axis=1)
+        close = np.abs(rebuilt - table) <= PRODUCT_FORM_TOLERANCE * np.abs(table)
+    is_product = (constant > 0) & np.isfinite(factors).all(axis=1) & close.all(axis=1)
+    factors[~is_product] = 1.0
+    return is_product, factors, np.where(is_product, constant, 1.0)
+
+
 def _state(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _freeze_or_none(e: np.ndarray | int | None) -> object:
-    """:func:`_freeze` of an evidence value, None when there is none."""
-    return None if e is None else _freeze(e)
 
 
 def _state_code(e: np.ndarray | int | None) -> int:
@@ -1594,6 +1782,42 @@ def _state_codes(values: Sequence[np.ndarray | int | None]) -> np.ndarray:
     """:func:`_state_code` of every value, as an int64 array."""
     return np.fromiter((v if v.__class__ is int else _state_code(v) for v in values), dtype=np.int64,
                        count=len(values))
+
+
+class _EvidenceRows(list):
+    """Normalised evidence sets (a list of them) with every variable's state codes worked out
+    once, as a matrix: row ``i``, column ``column[var]`` holds :func:`_state_code` of ``evs[i].get(var)``.
+
+    :meth:`Engine._codes` reads a variable's codes from it instead of from the dicts.
+    """
+
+    def __init__(self, evs: Sequence[Mapping[str, np.ndarray | int]], matrix: np.ndarray,
+                 column: Mapping[str, int]):
+        super().__init__(evs)
+        self.matrix = matrix
+        self.column = column
+
+    @classmethod
+    def build(cls, evs: Sequence[Mapping[str, np.ndarray | int]], column: Mapping[str, int]) -> "_EvidenceRows":
+        names = list(chain.from_iterable(evs))
+        values = list(chain.from_iterable(map(dict.values, evs))) if all(type(ev) is dict for ev in evs) \
+            else [ev[name] for ev in evs for name in ev]
+        at = np.fromiter(map(column.__getitem__, names), dtype=np.int64, count=len(names))
+        if set(map(type, values)) <= {int}:
+            codes = np.array(values, dtype=np.int64)
+        else:  # weights among them
+            codes = _state_codes(values)
+        rows = np.repeat(np.arange(len(evs)), np.fromiter(map(len, evs), dtype=np.int64, count=len(evs)))
+        matrix = np.full((len(evs), len(column)), -1, dtype=np.int64)
+        matrix[rows, at] = codes
+        return cls(evs, matrix, column)
+
+    def take(self, idx: np.ndarray) -> "_EvidenceRows":
+        """The rows at ``idx``, with their codes."""
+        return _EvidenceRows([self[i] for i in idx.tolist()], self.matrix[idx], self.column)
+
+    def codes(self, var: str) -> np.ndarray:
+        return self.matrix[:, self.column[var]]
 
 
 def _block_size(block: object) -> int:

@@ -10,7 +10,9 @@ The row's vector is grown as in :meth:`alpnet.engine.Engine._grown_blocks`: it s
 over no causes and doubles as each hidden variable joins, from the last (fastest
 varying) to the first live one; a factor is multiplied in as soon as its first live
 variable has joined, so a factor over late causes costs a short vector. A factor with
-one live variable is folded into the doubling. Configuration ``c`` of the vector has
+one live variable is folded into the doubling, as are the row's per-cause multipliers
+(``unary``: the findings whose probability is one number per cause, such as a normal
+result in a noisy-max table, which the engine never hands over as factors). Configuration ``c`` of the vector has
 the bit of hidden variable ``v`` at position ``k - 1 - v`` (the first variable varies
 slowest), as in the rest of the engine, so a factor's entry for ``c`` is found by
 compressing the bits of its variables: two small lookup tables per factor scope, one
@@ -173,7 +175,7 @@ def _small_product(small, n_small, parts, n_part, r, h, scope, source, offset, s
 
 
 @njit(cache=True, nogil=True)
-def posterior_rows(k, m, scale, source, offset, scope, static, dynamic, highs, lows, levels, out):  # pragma: no cover - compiled
+def posterior_rows(k, m, scale, unary, source, offset, scope, static, dynamic, highs, lows, levels, out):  # pragma: no cover - compiled
     """Posterior of every hidden variable for each row, and the row's P(evidence).
 
     Parameters
@@ -184,6 +186,9 @@ def posterior_rows(k, m, scale, source, offset, scope, static, dynamic, highs, l
         Leading hidden variables ruled out in each row (their posterior is 0).
     scale : float array (rows,)
         Each row's constant factor.
+    unary : float array (rows, k)
+        Each row's factor of every hidden variable when present (when absent: 1), the
+        product of the factors that are one number per cause.
     source, offset, scope : int64 arrays (rows, slots)
         Each row's factors: the table (0: ``static``, 1: ``dynamic``, -1: no factor in
         this slot), where it starts, and its scope (index into ``highs``, ``lows`` and
@@ -219,7 +224,7 @@ def posterior_rows(k, m, scale, source, offset, scope, static, dynamic, highs, l
         s = scale[r]
         for v in range(k):
             single0[v] = 1.0
-            single1[v] = 1.0
+            single1[v] = unary[r, v]
         for j in range(slots):
             level[j] = -1
             src = source[r, j]
