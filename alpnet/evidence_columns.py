@@ -377,7 +377,7 @@ class _ColumnMapper:
         m = len(values)
         texts = [str(v).strip() for v in values]
         known = self.memory.setdefault(("texts", name), {})  # text -> _read_text(...), across calls
-        readings = [known.get(text) or _read_text(name, key, text, spec, table) for text in texts]
+        readings = _read_texts(name, key, texts, spec, table, known)
         if len(known) < _TEXTS_MAX:
             known.update(zip(texts, readings))
         kinds, verdict_list, numbers, written_list, qualifier_list = zip(*readings) if readings else ((),) * 5
@@ -538,6 +538,30 @@ class _ColumnMapper:
 
 #: Lab texts remembered per lab across calls (then read afresh): enough for the distinct values of a large file.
 _TEXTS_MAX = 10_000
+
+
+def _read_texts(name: str, key: str, texts: list[str], spec: Mapping[str, Any], table: Any,
+                known: Mapping[str, tuple]) -> list[tuple[int, Any, float, str | None, str | None]]:
+    """:func:`_read_text` of every text (or its reading in ``known``).
+
+    The common "108.6 U/L" (ASCII digits with at most one point, one space, a unit with no
+    white space or comma) is read inline, as :func:`alpnet.units.split_quantity` reads it
+    without its regex; every other text goes through :func:`_read_text`.
+    """
+    out = []
+    append = out.append
+    get = known.get
+    for text in texts:
+        reading = get(text)
+        if reading is None:
+            num, _, unit = text.partition(" ")
+            if unit and num.isascii() and num.replace(".", "", 1).isdigit() and "," not in unit \
+                    and unit.split() == [unit]:
+                reading = (2, None, float(num), unit, None)
+            else:
+                reading = _read_text(name, key, text, spec, table)
+        append(reading)
+    return out
 
 
 def _read_text(name: str, key: str, text: str, spec: Mapping[str, Any], table: Any
