@@ -27,10 +27,12 @@ empty results.
 
 from __future__ import annotations
 
+import gc
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -585,6 +587,28 @@ def chunk_evidence(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, fir
     return evidences, ids, errors
 
 
+#: The garbage collector's first threshold while a chunk is scored (:func:`_fewer_collections`).
+CHUNK_GC_THRESHOLD = 100_000
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often for a while.
+
+    Reading a chunk makes hundreds of thousands of small objects (cells, readings, evidence
+    dicts) that reference counting frees; the collector, run every 700 allocations by
+    default, would walk every live object each time (the model, the caches), a fifth of
+    the time a chunk takes. The first threshold is raised to :data:`CHUNK_GC_THRESHOLD`
+    and set back after; garbage is still collected.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], CHUNK_GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
 def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_test: bool = False,
                 intervals: CredibleIntervals | None = None, first_row: int = 1,
                 progress: Callable[[float], None] | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -614,6 +638,14 @@ def score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_t
     errors : list of dict
         One record per failed row: ``row, case_id, column, value, reason``.
     """
+    with _fewer_collections():
+        return _score_chunk(model, chunk, plan, next_test=next_test, intervals=intervals, first_row=first_row,
+                            progress=progress)
+
+
+def _score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_test: bool,
+                 intervals: CredibleIntervals | None, first_row: int,
+                 progress: Callable[[float], None] | None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     n = len(chunk)
     columns = list(chunk.columns)
     arrays = {c: chunk[c].to_numpy(dtype=object) for c in columns}
