@@ -301,3 +301,41 @@ def batch_bound(band, lln, uln, multiple) -> float:
     op, b = _band_rule(band)
     bound = None if op is None else _band_bound(b, lln, uln, multiple)
     return float("nan") if bound is None else float(bound)
+
+
+def test_lab_texts_read_inline_as_read_text(model):
+    """The inline reading of "108.6 U/L"-shaped texts gives what :func:`_read_text` gives, on
+    texts of every shape (verdicts, qualifiers, commas, odd spaces, unknown units)."""
+    from alpnet.evidence import _unit_table
+    from alpnet.evidence_columns import _read_text, _read_texts
+
+    alphabet = list("0123456789.. <>,/Ulgmµ%\t\u00a0") + ["U/L", "mmol/L", "mg/dL", " ", "high", "normal", "1e5"]
+    rng = random.Random(3)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(20_000)]
+    texts += ["108.6 U/L", "5. U/L", ".5 U/L", "12 U/L,", "3 U /L", "4 U/L\u00a0", "7 U/L x", "high", "<5 U/L"]
+    for name in ("alp", "calcium"):
+        spec = model.priors.reference["labs"][name]
+        table = _unit_table(spec)
+        want = [_read_text(name, f"labs.{name}", t, spec, table) for t in texts]
+        got = _read_texts(name, f"labs.{name}", texts, spec, table, {})
+        for t, g, w in zip(texts, got, want):
+            assert g[:2] == w[:2] and g[3:] == w[3:] and (g[2] == w[2] or (math.isnan(g[2]) and math.isnan(w[2]))), repr(t)
+
+
+def test_float_columns_are_written_as_pandas_writes_them(tmp_path):
+    """``alpnet score`` writes floats itself (faster); the file is byte for byte the one
+    pandas ``to_csv`` writes, on shortest-round-trip edge cases, NaN, and text beside them."""
+    from alpnet.tableio import AtomicTableWriter
+
+    rng = np.random.default_rng(2)
+    values = np.concatenate([rng.random(3000), rng.random(2000) ** 40, 10 ** rng.uniform(-320, 308, 3000),
+                             [0.0, -0.0, 1.0, 1e16, 1e15, 1e-4, 1e-5, 5e-324, np.inf, -np.inf, np.nan, 0.1, 1 / 3]])
+    df = pd.DataFrame({"id": [f"r{i}" if i % 7 else 'a,"b"' for i in range(len(values))], "p": values,
+                       "q": rng.permutation(values), "n": np.arange(len(values))})
+    with AtomicTableWriter(tmp_path / "out.csv") as writer:
+        writer.write(df.iloc[:5000])
+        writer.write(df.iloc[5000:])
+        writer.commit()
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8") == buf.getvalue()
