@@ -329,3 +329,16 @@ def test_dask_missing_is_a_clear_error(bad_csv, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "alpnet[dask]" in err and "Traceback" not in err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_scoring_leaves_the_garbage_collector_as_it_was(model):
+    """A chunk is scored with the collector run less often; its thresholds are set back after,
+    also when the frame cannot be scored."""
+    import gc
+
+    before = gc.get_threshold()
+    model.score(pd.DataFrame({"age": [60], "sex": ["female"], "alp": ["420 U/L"], "ggt": ["20 U/L"]}))
+    assert gc.get_threshold() == before
+    with pytest.raises(alpnet.CaseError):
+        model.score(pd.DataFrame({"alp": ["420 furlongs"]}))
+    assert gc.get_threshold() == before
