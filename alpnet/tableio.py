@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
-import numpy as np
 import pandas as pd
 
 from .errors import AlpnetError
@@ -326,7 +325,6 @@ class AtomicTableWriter:
         elif [str(c) for c in df.columns] != self._columns:  # pragma: no cover - a programming error
             raise AlpnetError("internal: chunks with different columns")
         if self.format == "csv":
-            df = _floats_as_text(df)
             if self._fh is None:
                 compression = "gzip" if self.path.name.lower().endswith(".gz") else None
                 if compression:
@@ -421,22 +419,3 @@ def check_parent_folder(path: Path, where: str | None = None) -> None:
         raise AlpnetError(f"{where or path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise AlpnetError(f"{where or path}: the folder {parent} is not writable")
-
-
-def _floats_as_text(df: pd.DataFrame) -> pd.DataFrame:
-    """The frame with each float64 column as the text ``to_csv`` writes for it.
-
-    ``to_csv`` writes a float64 as numpy's shortest round-trip text (``astype(str)``) and
-    NaN as an empty cell; Python's ``repr`` of a float is the same text (a test holds the two
-    equal), made several times faster, which matters for a file of a million rows.
-    """
-    floats = [i for i, dtype in enumerate(df.dtypes) if dtype == np.float64]
-    if not floats:
-        return df
-    out = df.copy(deep=False)
-    for i in floats:
-        values = df.iloc[:, i].to_numpy()
-        text = np.array(list(map(repr, values.tolist())), dtype=object)
-        text[np.isnan(values)] = ""
-        out.isetitem(i, text)
-    return out
