@@ -301,3 +301,22 @@ def batch_bound(band, lln, uln, multiple) -> float:
     op, b = _band_rule(band)
     bound = None if op is None else _band_bound(b, lln, uln, multiple)
     return float("nan") if bound is None else float(bound)
+
+
+def test_lab_texts_read_inline_as_read_text(model):
+    """The inline reading of "108.6 U/L"-shaped texts gives what :func:`_read_text` gives, on
+    texts of every shape (verdicts, qualifiers, commas, odd spaces, unknown units)."""
+    from alpnet.evidence import _unit_table
+    from alpnet.evidence_columns import _read_text, _read_texts
+
+    alphabet = list("0123456789.. <>,/Ulgmµ%\t\u00a0") + ["U/L", "mmol/L", "mg/dL", " ", "high", "normal", "1e5"]
+    rng = random.Random(3)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(20_000)]
+    texts += ["108.6 U/L", "5. U/L", ".5 U/L", "12 U/L,", "3 U /L", "4 U/L\u00a0", "7 U/L x", "high", "<5 U/L"]
+    for name in ("alp", "calcium"):
+        spec = model.priors.reference["labs"][name]
+        table = _unit_table(spec)
+        want = [_read_text(name, f"labs.{name}", t, spec, table) for t in texts]
+        got = _read_texts(name, f"labs.{name}", texts, spec, table, {})
+        for t, g, w in zip(texts, got, want):
+            assert g[:2] == w[:2] and g[3:] == w[3:] and (g[2] == w[2] or (math.isnan(g[2]) and math.isnan(w[2]))), repr(t)
