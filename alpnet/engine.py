@@ -213,6 +213,7 @@ class Engine:
         self._kernel_tables: tuple | None = None
         self._separable_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._code_column = {name: i for i, name in enumerate(self.variables)}
+        self._code_of = {(name, state): i for name, states in self._state_index.items() for state, i in states.items()}
         self._scopes: dict[tuple[int, ...], int] = {}
         self._scope_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._scope_stack: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -1305,10 +1306,33 @@ class Engine:
         a row of NaN instead of stopping the batch.
         """
         with one_blas_thread():
-            evs = [self.normalise(evidence) for evidence in evidences]
             if self._kernel() is not None:
-                return self._kernel_posteriors(evs, rows_per_pass or 512)[:, : self.k]
+                return self._kernel_posteriors(self._evidence_rows(evidences), rows_per_pass or 512)[:, : self.k]
+            evs = [self.normalise(evidence) for evidence in evidences]
             return self._posterior_many(evs, rows_per_pass or 16)
+
+    def _evidence_rows(self, evidences: Sequence[Evidence]) -> "_EvidenceRows":
+        """Evidence sets as :class:`_EvidenceRows`, checked as :meth:`normalise` checks them.
+
+        When every item names one state of a variable (the common case), the codes are
+        looked up straight from the (variable, state) pairs; otherwise every set goes
+        through :meth:`normalise`, which gives its errors and its weights.
+        """
+        names = list(chain.from_iterable(evidences))
+        try:
+            values = list(chain.from_iterable(map(dict.values, evidences)))
+            codes = list(map(self._code_of.get, zip(names, values)))
+        except TypeError:  # not dicts, or an unhashable value (a list of states, weights)
+            codes = [None]
+        if None in codes:
+            evs = [self.normalise(evidence) for evidence in evidences]
+            return _EvidenceRows.build(evs, self._code_column)
+        at = np.fromiter(map(self._code_column.__getitem__, names), dtype=np.int64, count=len(names))
+        rows = np.repeat(np.arange(len(evidences)),
+                         np.fromiter(map(len, evidences), dtype=np.int64, count=len(evidences)))
+        matrix = np.full((len(evidences), len(self._code_column)), -1, dtype=np.int64)
+        matrix[rows, at] = codes
+        return _EvidenceRows(None, matrix, self._code_column)
 
     #: Whether posteriors use the compiled kernel (:mod:`alpnet.kernel`, needs numba: the
     #: ``fast`` extra): None uses it when numba is installed and the environment variable
@@ -1377,7 +1401,7 @@ class Engine:
         posterior_rows = self._kernel()
         k = self.k
         out = np.empty((len(evs), k + 1))
-        rows = _EvidenceRows.build(evs, self._code_column)
+        rows = evs if isinstance(evs, _EvidenceRows) else _EvidenceRows.build(evs, self._code_column)
         signature = self._coarse_signatures(rows)
         order = np.lexsort(signature.T[::-1])
         ordered = signature[order]
@@ -1784,18 +1808,28 @@ def _state_codes(values: Sequence[np.ndarray | int | None]) -> np.ndarray:
                        count=len(values))
 
 
-class _EvidenceRows(list):
-    """Normalised evidence sets (a list of them) with every variable's state codes worked out
-    once, as a matrix: row ``i``, column ``column[var]`` holds :func:`_state_code` of ``evs[i].get(var)``.
+class _EvidenceRows(Sequence):
+    """Normalised evidence sets with every variable's state codes worked out once, as a
+    matrix: row ``i``, column ``column[var]`` holds :func:`_state_code` of ``self[i].get(var)``.
 
-    :meth:`Engine._codes` reads a variable's codes from it instead of from the dicts.
+    :meth:`Engine._codes` reads a variable's codes from it instead of from the dicts. Made
+    from the codes alone (:meth:`Engine._evidence_rows`), a row's dict is made from its codes
+    when it is asked for.
     """
 
-    def __init__(self, evs: Sequence[Mapping[str, np.ndarray | int]], matrix: np.ndarray,
+    def __init__(self, evs: Sequence[Mapping[str, np.ndarray | int]] | None, matrix: np.ndarray,
                  column: Mapping[str, int]):
-        super().__init__(evs)
+        self.evs = evs
         self.matrix = matrix
         self.column = column
+
+    def __len__(self) -> int:
+        return self.matrix.shape[0]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if self.evs is not None:
+            return self.evs[i]
+        return {var: int(c) for var, c in zip(self.column, self.matrix[i].tolist()) if c >= 0}
 
     @classmethod
     def build(cls, evs: Sequence[Mapping[str, np.ndarray | int]], column: Mapping[str, int]) -> "_EvidenceRows":
@@ -1814,7 +1848,8 @@ class _EvidenceRows(list):
 
     def take(self, idx: np.ndarray) -> "_EvidenceRows":
         """The rows at ``idx``, with their codes."""
-        return _EvidenceRows([self[i] for i in idx.tolist()], self.matrix[idx], self.column)
+        evs = None if self.evs is None else [self.evs[i] for i in idx.tolist()]
+        return _EvidenceRows(evs, self.matrix[idx], self.column)
 
     def codes(self, var: str) -> np.ndarray:
         return self.matrix[:, self.column[var]]

@@ -192,3 +192,24 @@ def test_compiled_equals_numpy_on_mostly_normal_patients(model, rng):
         if np.isfinite(row).all():
             alone = compiled.posterior(ev)
             assert row.tolist() == [alone[h] for h in compiled.hidden]
+
+
+def test_state_codes_read_straight_from_names_equal_the_normalised_ones(model, rng):
+    """Batches of plain state names skip ``normalise``: their codes, and the evidence dicts made
+    back from them, are those of the normalised sets; anything else (weights, a bad name)
+    takes ``normalise``, with its errors."""
+    from alpnet.engine import _EvidenceRows
+
+    engine = type(model.engine)(model.engine.pset, model.engine.cpts)
+    evidences = [random_evidence(model, rng, p_observe=float(rng.uniform(0.1, 0.9)), soft=False) for _ in range(60)]
+    fast = engine._evidence_rows(evidences)
+    normalised = [engine.normalise(ev) for ev in evidences]
+    assert fast.evs is None  # the shortcut was taken
+    np.testing.assert_array_equal(fast.matrix, _EvidenceRows.build(normalised, engine._code_column).matrix)
+    assert [fast[i] for i in range(len(fast))] == normalised
+    soft = evidences[:3] + [{"alp": ["mild", "moderate"]}]
+    assert engine._evidence_rows(soft).evs is not None
+    with pytest.raises(alpnet.CaseError, match="unknown state 'sky-high'"):
+        engine.posterior_many(evidences[:3] + [{"alp": "sky-high"}])
+    with pytest.raises(alpnet.CaseError, match="unknown variable 'alpp'"):
+        engine.posterior_many([{"alpp": "mild"}])
