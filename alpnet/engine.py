@@ -460,6 +460,12 @@ class Engine:
             return evs.codes(var)
         return _state_codes([ev.get(var) for ev in evs])
 
+    def _observed(self, evs: Sequence[Mapping[str, np.ndarray | int]], var: str) -> bool:
+        """Whether any row has evidence on ``var``."""
+        if type(evs) is _EvidenceRows:
+            return bool((evs.codes(var) != -1).any())
+        return any(var in ev for ev in evs)
+
     def _context_factors(self, evs: Sequence[Mapping[str, np.ndarray | int]], sliced: Sequence[str],
                          cpts: Mapping[str, np.ndarray], *, every_finding: bool = False
                          ) -> tuple[list[tuple[tuple[int, ...], np.ndarray]], np.ndarray]:
@@ -519,7 +525,7 @@ class Engine:
                 add([v], self._weights(evs, v), True)
         for h in self.hidden:
             add([h] + list(self.variables[h].parents), cpts[h], False)
-            if (self._codes(evs, h) != -1).any():
+            if self._observed(evs, h):
                 add([h], self._weights(evs, h), True)
         moved = self._moved_findings(evs, sliced_set, cpts)
         separated = set(self._separated_findings(evs, sliced_set, moved)) if every_finding else set()
@@ -532,7 +538,7 @@ class Engine:
             # with ``every_finding``, a finding whose context parents are not all sliced is
             # summed in whether or not it is observed (weights of one where it is not), so that
             # rows take the same steps whichever of them they observe
-            if (self._codes(evs, f) != -1).any() or (
+            if self._observed(evs, f) or (
                     every_finding and not all(p in sliced_set for p in self._context_parents[f])):
                 add([f] + list(self.variables[f].parents), cpts[f], False)
                 add([f], self._weights(evs, f), True)
@@ -740,10 +746,15 @@ class Engine:
         different patterns share a pass (:meth:`_posterior_many`), and a row's numbers are
         the same alone or in a batch.
         """
-        known = {v: bool((self._codes(evs, v) >= 0).all()) for v in self.context}
-        if all(known.values()):
+        if type(evs) is _EvidenceRows:
+            known = evs.matrix[:, [self._code_column[v] for v in self.context]].min(axis=0, initial=0) >= 0
+            if known.all():
+                return list(self.context)
+            return [v for v in self._context_roots if known[self.context.index(v)]]
+        ints = (int, np.integer)
+        if all(isinstance(ev.get(v), ints) for ev in evs for v in self.context):
             return list(self.context)
-        return [v for v in self._context_roots if known[v]]
+        return [v for v in self._context_roots if all(isinstance(ev.get(v), ints) for ev in evs)]
 
     def context_likelihood_table(self, finding: str) -> np.ndarray:
         """``(n_context_configs * n_states, 2^k)`` for a finding with a context parent.
