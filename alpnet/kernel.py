@@ -119,17 +119,38 @@ def _apply_block(w, table, base, low, run_bits, size):  # pragma: no cover - com
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sum_block(block, h, colsum, rowsum, lanes, size):  # pragma: no cover - compiled
+def _sum_block(block, h, colsum, rowsum, size):  # pragma: no cover - compiled
     """Add a block to the column sums and put its total in ``rowsum[h]`` (eight running sums,
     in a fixed order)."""
-    for q in range(8):
-        lanes[q] = 0.0
+    # the eight running sums are local scalars, so that they stay in registers (an array of
+    # them was read and written back at every step)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     for lo in range(0, size, 8):
-        for q in range(8):
-            x = block[lo + q]
-            lanes[q] += x
-            colsum[lo + q] += x
-    rowsum[h] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+        x0 = block[lo]
+        x1 = block[lo + 1]
+        x2 = block[lo + 2]
+        x3 = block[lo + 3]
+        x4 = block[lo + 4]
+        x5 = block[lo + 5]
+        x6 = block[lo + 6]
+        x7 = block[lo + 7]
+        s0 += x0
+        s1 += x1
+        s2 += x2
+        s3 += x3
+        s4 += x4
+        s5 += x5
+        s6 += x6
+        s7 += x7
+        colsum[lo] += x0
+        colsum[lo + 1] += x1
+        colsum[lo + 2] += x2
+        colsum[lo + 3] += x3
+        colsum[lo + 4] += x4
+        colsum[lo + 5] += x5
+        colsum[lo + 6] += x6
+        colsum[lo + 7] += x7
+    rowsum[h] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -217,7 +238,6 @@ def posterior_rows(k, m, scale, unary, source, offset, scope, static, dynamic, h
     facts = 2 * (k + 1)  # where each scope's low-byte facts start in ``levels``
     expanded = np.empty(1 << k)
     colsum = np.empty(size)
-    lanes = np.empty(8)
     rowsum = np.empty(max(1, 1 << (k - low_bits)))
     for r in range(rows):
         mr = m[r]
@@ -358,7 +378,7 @@ def posterior_rows(k, m, scale, unary, source, offset, scope, static, dynamic, h
                     for lo in range(size):
                         block[lo] *= row[lo]
                 if d == mr:  # the last level: the block is final, sum it while it is in the cache
-                    _sum_block(block, h, colsum, rowsum, lanes, size)
+                    _sum_block(block, h, colsum, rowsum, size)
             if d == mr:
                 summed = True
         # marginals: the vector as a (n / size) x size matrix; row sums give the high bits'
@@ -376,7 +396,7 @@ def posterior_rows(k, m, scale, unary, source, offset, scope, static, dynamic, h
                 for c in range(size):
                     colsum[c] = 0.0
                 for h in range(n_high):
-                    _sum_block(w[h << low_bits:(h + 1) << low_bits], h, colsum, rowsum, lanes, size)
+                    _sum_block(w[h << low_bits:(h + 1) << low_bits], h, colsum, rowsum, size)
             for h in range(n_high):
                 total += rowsum[h]
         out[r, k] = total
