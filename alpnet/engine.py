@@ -645,12 +645,16 @@ class Engine:
         finding (rows that do not observe it multiply by nothing) instead of the context
         block carrying it.
         """
+        candidates = [f for f in self.with_context
+                      if cpts[f] is self.cpts[f] and all(p in sliced for p in self._context_parents[f])]
+        if type(evs) is not _EvidenceRows:  # a list of dicts (the numpy path, often one row): walk them
+            return [f for f in candidates if any(f in ev for ev in evs)
+                    and all(isinstance(ev.get(f), (int, np.integer)) or f not in ev for ev in evs)]
         out = []
-        for f in self.with_context:
-            if cpts[f] is self.cpts[f] and all(p in sliced for p in self._context_parents[f]):
-                codes = self._codes(evs, f)
-                if (codes != -1).any() and not (codes == -2).any():
-                    out.append(f)
+        for f in candidates:
+            codes = evs.codes(f)
+            if (codes != -1).any() and not (codes == -2).any():
+                out.append(f)
         return out
 
     def _moved_single(self, ev: Mapping[str, np.ndarray | int]) -> list[str]:
