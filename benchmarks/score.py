@@ -1,10 +1,15 @@
 """Batch scoring speed and memory: `alpnet score` on simulated files, pgmpy loop as the baseline.
 
 Run: ``python benchmarks/score.py [--sizes 10000,100000,1000000] [--baseline-rows 1000]
-[--next-test-rows 1000] [--interval-rows 1000 --interval-draws 200] [--workdir DIR]``. Prints one Markdown table.
+[--next-test-rows 1000] [--interval-rows 1000 --interval-draws 200] [--repeat 1] [--workdir DIR]``.
+Prints one Markdown table.
 
 * Input files are made by ``alpnet simulate -n N --seed 1 --missing M`` (``--missing``, default 0.3; kept in
   ``--workdir`` and reused).
+* ``--repeat N`` runs every command of the main table (the one-row start-up and each file
+  up to ``--repeat-max-rows`` rows) N times: rows/s is then the median of the N runs
+  (each with the median start-up subtracted), with the slowest and fastest in brackets,
+  because this machine's speed wanders by 20 to 30% from minute to minute.
 * Every ``alpnet score`` runs as its own process, so its peak memory is that process's
   peak resident set size (``os.wait4`` rusage ``ru_maxrss``), whole command included
   (Python, pandas, the compiled model). "rows/s" divides the rows by the wall time of
@@ -100,6 +105,13 @@ def fmt_time(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def spread(values: list[float], fmt) -> str:
+    """`` (lowest to highest)`` of several runs; nothing for one run."""
+    if len(values) < 2:
+        return ""
+    return f" ({fmt(min(values))} to {fmt(max(values))})"
+
+
 def pgmpy_baseline(path: Path, rows: int) -> tuple[float, int]:
     """Seconds per row of a pgmpy VariableElimination loop over the first ``rows`` rows."""
     import pandas as pd
@@ -133,6 +145,9 @@ def main() -> None:
     ap.add_argument("--interval-rows", type=int, default=1000, help="rows --uncertainty is timed on (0: skip)")
     ap.add_argument("--interval-draws", type=int, default=200, help="--draws for the --uncertainty timing")
     ap.add_argument("--chunk-size", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each file's scoring (median reported)")
+    ap.add_argument("--repeat-max-rows", type=int, default=100_000,
+                    help="files larger than this are scored once whatever --repeat says")
     ap.add_argument("--missing", type=float, default=0.3,
                     help="alpnet simulate --missing: the chance that each finding or history cell is empty")
     ap.add_argument("--workdir", default=None, help="where simulated files are kept (default: a temp folder)")
@@ -145,8 +160,12 @@ def main() -> None:
 
     rows_out = []
     one = head(simulated(workdir, min(sizes)), 1, workdir / "one.csv")
-    start_s, start_mem = run(ALPNET + ["score", str(one), "-o", str(workdir / "out-one.csv"), "--quiet", "--force"])
-    rows_out.append(("1 (start-up: import, load and compile the model)", f"posteriors{ENGINE}", fmt_time(start_s), "-",
+    starts = [run(ALPNET + ["score", str(one), "-o", str(workdir / "out-one.csv"), "--quiet", "--force"])
+              for _ in range(max(args.repeat, 1))]
+    start_s = float(np.median([t for t, _ in starts]))
+    start_mem = max(m for _, m in starts)
+    rows_out.append(("1 (start-up: import, load and compile the model)", f"posteriors{ENGINE}",
+                     fmt_time(start_s) + spread([t for t, _ in starts], fmt_time), "-",
                      f"{start_mem / 1024**2:.0f} MB"))
     sample = head(simulated(workdir, min(sizes)), args.next_test_rows, workdir / "nt-sample.csv")
     nt_s, nt_mem = run(ALPNET + ["score", str(sample), "-o", str(workdir / "out-nt.csv"), "--quiet", "--force",
@@ -164,11 +183,17 @@ def main() -> None:
     rates = []
     for n in sizes:
         path = simulated(workdir, n)
-        wall, mem = run(ALPNET + ["score", str(path), "-o", str(workdir / f"out-{n}.csv"), "--quiet", "--force",
-                                  "--chunk-size", str(args.chunk_size)])
-        rate = n / max(wall - start_s, 1e-9)
+        runs = [run(ALPNET + ["score", str(path), "-o", str(workdir / f"out-{n}.csv"), "--quiet", "--force",
+                              "--chunk-size", str(args.chunk_size)])
+                for _ in range(max(args.repeat, 1) if n <= args.repeat_max_rows else 1)]
+        wall = float(np.median([t for t, _ in runs]))
+        mem = max(m for _, m in runs)
+        run_rates = [n / max(t - start_s, 1e-9) for t, _ in runs]
+        rate = float(np.median(run_rates))
         rates.append(rate)
-        rows_out.append((f"{n:,}", f"posteriors{ENGINE}", fmt_time(wall), f"{rate:,.0f}", f"{mem / 1024**2:.0f} MB"))
+        rows_out.append((f"{n:,}", f"posteriors{ENGINE}" + (f", median of {len(runs)} runs" if len(runs) > 1 else ""),
+                         fmt_time(wall), f"{rate:,.0f}" + spread(run_rates, lambda r: f"{r:,.0f}"),
+                         f"{mem / 1024**2:.0f} MB"))
         if n == min(sizes) and COMPILED:  # the same file on the numpy engine, for comparison
             plain_start, _ = run(ALPNET + ["score", str(one), "-o", str(workdir / "out-one.csv"), "--quiet", "--force"],
                                  env={"ALPNET_COMPILED": "0"})
@@ -189,7 +214,8 @@ def main() -> None:
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}, pgmpy {__import__('pgmpy').__version__}, alpnet {alpnet.__version__}; "
-          f"files: alpnet simulate --seed 1 --missing {MISSING:g}; chunk size {args.chunk_size}")
+          f"files: alpnet simulate --seed 1 --missing {MISSING:g}; chunk size {args.chunk_size}"
+          + (f"; --repeat {args.repeat} (files up to {args.repeat_max_rows:,} rows)" if args.repeat > 1 else ""))
     print("\n| rows | what | wall time | rows/s | peak memory (RSS) |")
     print("|---|---|---|---|---|")
     for r in rows_out:
