@@ -630,6 +630,9 @@ class Engine:
 
     def _key_column(self, evs: Sequence[Mapping[str, np.ndarray | int]], var: str) -> list:
         """Each row's evidence on ``var`` as a hashable key: its code, or its weights frozen."""
+        if type(evs) is not _EvidenceRows:  # a list of dicts (the numpy path, often one row)
+            values = [ev.get(var) for ev in evs]
+            return [-1 if e is None else e if e.__class__ is int else _freeze(e) for e in values]
         codes = self._codes(evs, var)
         if (codes == -2).any():
             return [_freeze(evs[r][var]) if c == -2 else c for r, c in enumerate(codes.tolist())]
