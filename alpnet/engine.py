@@ -698,19 +698,17 @@ class Engine:
         the finding's context parents, P(finding = s | g, causes) is
         ``context[s, g] * prod over present causes of factors[s, cause]`` (:func:`_product_form`,
         with the same per-cause factors for every ``g``; ``g`` in C order over the context
-        parents). Built once per finding.
+        parents). Built once per finding, from its rows in :meth:`_finding_tables`.
         """
         hit = self._separable_cache.get(finding)
         if hit is None:
-            var = self.variables[finding]
-            hid = sorted((p for p in var.parents if p in self.hidx), key=self.hidx.__getitem__)
+            static, base, sizes, _, product = self._finding_tables()
+            n_states = len(self.variables[finding].states)
             ctx = self._context_parents[finding]
-            axes = [1 + var.parents.index(p) for p in ctx] + [0] + [1 + var.parents.index(p) for p in hid]
-            n_states = len(var.states)
-            table = np.transpose(self.cpts[finding], axes).reshape(-1, n_states, 2 ** len(hid))
-            configs = table.shape[0]
-            is_product, factors, constant = _product_form(table.reshape(-1, 2 ** len(hid)),
-                                                          [self.hidx[p] for p in hid], self.k)
+            configs = int(np.prod([len(self.variables[p].states) for p in ctx]))
+            table = static[base[finding]: base[finding] + configs * n_states * sizes[finding]].reshape(
+                configs, n_states, sizes[finding])
+            is_product, factors, constant = product[finding]
             is_product = is_product.reshape(configs, n_states)
             factors = factors.reshape(configs, n_states, self.k)
             constant = constant.reshape(configs, n_states)
@@ -1345,12 +1343,7 @@ class Engine:
         if None in codes:
             evs = [self.normalise(evidence) for evidence in evidences]
             return _EvidenceRows.build(evs, self._code_column)
-        at = np.fromiter(map(self._code_column.__getitem__, names), dtype=np.int64, count=len(names))
-        rows = np.repeat(np.arange(len(evidences)),
-                         np.fromiter(map(len, evidences), dtype=np.int64, count=len(evidences)))
-        matrix = np.full((len(evidences), len(self._code_column)), -1, dtype=np.int64)
-        matrix[rows, at] = codes
-        return _EvidenceRows(None, matrix, self._code_column)
+        return _EvidenceRows(None, _code_matrix(evidences, names, codes, self._code_column), self._code_column)
 
     #: Whether posteriors use the compiled kernel (:mod:`alpnet.kernel`, needs numba: the
     #: ``fast`` extra): None uses it when numba is installed and the environment variable
@@ -1826,6 +1819,17 @@ def _state_codes(values: Sequence[np.ndarray | int | None]) -> np.ndarray:
                        count=len(values))
 
 
+def _code_matrix(evs: Sequence[Mapping], names: list[str], codes: Sequence[int] | np.ndarray,
+                 column: Mapping[str, int]) -> np.ndarray:
+    """``(rows, variables)`` state codes, -1 where a row has none: ``names`` and ``codes`` are
+    every row's items in turn (``evs`` gives how many each row has)."""
+    at = np.fromiter(map(column.__getitem__, names), dtype=np.int64, count=len(names))
+    rows = np.repeat(np.arange(len(evs)), np.fromiter(map(len, evs), dtype=np.int64, count=len(evs)))
+    matrix = np.full((len(evs), len(column)), -1, dtype=np.int64)
+    matrix[rows, at] = codes
+    return matrix
+
+
 class _EvidenceRows(Sequence):
     """Normalised evidence sets with every variable's state codes worked out once, as a
     matrix: row ``i``, column ``column[var]`` holds :func:`_state_code` of ``self[i].get(var)``.
@@ -1854,15 +1858,8 @@ class _EvidenceRows(Sequence):
         names = list(chain.from_iterable(evs))
         values = list(chain.from_iterable(map(dict.values, evs))) if all(type(ev) is dict for ev in evs) \
             else [ev[name] for ev in evs for name in ev]
-        at = np.fromiter(map(column.__getitem__, names), dtype=np.int64, count=len(names))
-        if set(map(type, values)) <= {int}:
-            codes = np.array(values, dtype=np.int64)
-        else:  # weights among them
-            codes = _state_codes(values)
-        rows = np.repeat(np.arange(len(evs)), np.fromiter(map(len, evs), dtype=np.int64, count=len(evs)))
-        matrix = np.full((len(evs), len(column)), -1, dtype=np.int64)
-        matrix[rows, at] = codes
-        return cls(evs, matrix, column)
+        codes = values if set(map(type, values)) <= {int} else _state_codes(values)  # else weights among them
+        return cls(evs, _code_matrix(evs, names, codes, column), column)
 
     def take(self, idx: np.ndarray) -> "_EvidenceRows":
         """The rows at ``idx``, with their codes."""
