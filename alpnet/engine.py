@@ -88,6 +88,7 @@ used first out, so memory stays flat however many cases are scored.
 
 from __future__ import annotations
 
+import math
 import string
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -208,6 +209,7 @@ class Engine:
         # the compiled path's (:meth:`_kernel_posteriors`): summed context groups per pattern,
         # one-row context factors, the findings' tables and the factor scopes seen
         self._group_cache = _BytesLRU(self.GROUP_CACHE_BYTES)
+        self._group_tags: dict[tuple[str, tuple[str, ...]], int] = {}
         self._kernel_context_cache = _BytesLRU(self.KERNEL_CONTEXT_BYTES,
                                                lambda hit: sum(t.nbytes for _, t in hit[0]))
         self._kernel_tables: tuple | None = None
@@ -603,30 +605,53 @@ class Engine:
         alone in its own slice of the batch axis, so its numbers do not depend on the others.
         """
         B = operands[0].shape[0]
-        columns = [at[v].tolist() if v in at else self._key_column(evs, v) for v in keyvars]
-        keys = list(zip(*columns)) if columns else [()] * B
-        position: dict[tuple, int] = {}
-        inverse = np.fromiter((position.setdefault(key, len(position)) for key in keys), dtype=np.intp, count=B)
-        distinct = list(position)
-        values = [self._group_cache.get((expr, key)) if cache else None for key in distinct]
+        # a cached table is known by its group (a small number for the expression and the
+        # variables whose evidence sets it, cheap to hash) and its evidence pattern
+        tag = self._group_tags.setdefault((expr, tuple(keyvars)), len(self._group_tags))
+        distinct, inverse, first = self._evidence_patterns(evs, keyvars, at, B)
+        values = [self._group_cache.get((tag, key)) if cache else None for key in distinct]
         todo = [i for i, hit in enumerate(values) if hit is None]
         if todo:
-            first = np.unique(inverse, return_index=True)[1]  # each pattern's first row
             rows = first[todo]
             # padded to a power of two (repeating a row), so that few batch shapes, and so
             # few compiled contractions, occur
             padded = 1 << (len(rows) - 1).bit_length()
-            if padded != B or len(rows) != B:
+            if padded == B and len(rows) == B and (rows == np.arange(B)).all():
+                part = operands
+            else:
                 rows = np.concatenate([rows, np.full(padded - len(rows), rows[0], dtype=np.intp)])
                 part = [op[rows] for op in operands]
-            else:
-                part = operands
             done = np.asarray(self._contract(expr, part))
             for t, i in enumerate(todo):
                 values[i] = value = np.array(done[t])
                 if cache:
-                    self._group_cache.put((expr, distinct[i]), value)
+                    self._group_cache.put((tag, distinct[i]), value)
         return np.stack(values)[inverse]
+
+    def _evidence_patterns(self, evs: Sequence[Mapping[str, np.ndarray | int]], keyvars: list[str],
+                           at: Mapping[str, np.ndarray], B: int) -> tuple[list, np.ndarray, np.ndarray]:
+        """The distinct patterns of evidence on ``keyvars`` among the rows.
+
+        Returns ``(distinct, inverse, first)``: a hashable key per pattern, each row's
+        pattern, and each pattern's first row. When every row's evidence on them is a
+        state or nothing, a pattern is one integer (the codes in mixed radix) and numpy
+        finds them; otherwise (weights, or the numpy path's list of dicts) a tuple per row.
+        """
+        if type(evs) is _EvidenceRows and keyvars:
+            codes = [at[v] if v in at else evs.codes(v) for v in keyvars]
+            radix = [len(self.variables[v].states) + 1 for v in keyvars]
+            if math.prod(radix) < 2 ** 62 and all(c.min() >= -1 for c in codes):
+                key = np.zeros(B, dtype=np.int64)
+                for c, r in zip(codes, radix):
+                    key = key * r + (c + 1)
+                distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+                return distinct.tolist(), inverse.reshape(B), first
+        columns = [at[v].tolist() if v in at else self._key_column(evs, v) for v in keyvars]
+        keys = list(zip(*columns)) if columns else [()] * B
+        position: dict[tuple, int] = {}
+        inverse = np.fromiter((position.setdefault(key, len(position)) for key in keys), dtype=np.intp, count=B)
+        first = np.unique(inverse, return_index=True)[1]
+        return list(position), inverse, first
 
     def _key_column(self, evs: Sequence[Mapping[str, np.ndarray | int]], var: str) -> list:
         """Each row's evidence on ``var`` as a hashable key: its code, or its weights frozen."""
