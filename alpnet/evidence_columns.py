@@ -377,14 +377,11 @@ class _ColumnMapper:
         m = len(values)
         texts = [str(v).strip() for v in values]
         known = self.memory.setdefault(("texts", name), {})  # text -> _read_text(...), across calls
-        readings = _read_texts(name, key, texts, spec, table, known)
-        if len(known) < _TEXTS_MAX:
-            known.update(zip(texts, readings))
-        kinds, verdict_list, numbers, written_list, qualifier_list = zip(*readings) if readings else ((),) * 5
-        kind = np.array(kinds + (0,), dtype=np.int8)  # 0 nothing, 1 verdict, 2 value, 3 value with < or >, -1 failed
-        verdicts = _object_table(list(verdict_list))
-        number = np.array(numbers + (np.nan,), dtype=float)
-        qualifiers = list(qualifier_list) + [None]
+        kinds, verdict_list, numbers, written_list, qualifier_list = _read_texts(name, key, texts, spec, table, known)
+        kind = np.append(kinds, 0).astype(np.int8)  # 0 nothing, 1 verdict, 2 value, 3 value with < or >, -1 failed
+        verdicts = _object_table(verdict_list)
+        number = np.append(numbers, np.nan)
+        qualifiers = qualifier_list + [None]
         # each unit as written, resolved once
         spelled, spellings = pd.factorize(np.fromiter(iter(written_list), dtype=object, count=m))
         unit_factor = np.full(len(spellings) + 1, np.nan)
@@ -541,27 +538,52 @@ _TEXTS_MAX = 10_000
 
 
 def _read_texts(name: str, key: str, texts: list[str], spec: Mapping[str, Any], table: Any,
-                known: Mapping[str, tuple]) -> list[tuple[int, Any, float, str | None, str | None]]:
-    """:func:`_read_text` of every text (or its reading in ``known``).
+                known: dict[str, tuple]) -> tuple[np.ndarray, list[Any], np.ndarray, list[str | None], list[str | None]]:
+    """:func:`_read_text` of every text, as five columns: ``(kinds, verdicts, numbers, units
+    as written, qualifiers)``.
 
-    The common "108.6 U/L" (ASCII digits with at most one point, one space, a unit with no
-    white space or comma) is read inline, as :func:`alpnet.units.split_quantity` reads it
-    without its regex; every other text goes through :func:`_read_text`.
+    The common "108.6 U/L" (ASCII digits, a point between digits if any, one space, a
+    unit with no white space or comma) is read by :func:`_plain_quantities`, for all
+    texts at once; every other text goes through :func:`_read_text` (or its reading in
+    ``known``, which keeps up to :data:`_TEXTS_MAX` of them across calls).
     """
-    out = []
-    append = out.append
+    m = len(texts)
+    plain, numbers, written = _plain_quantities(texts)
+    kinds = np.where(plain, 2, 0).astype(np.int8)
+    verdicts: list[Any] = [None] * m
+    qualifiers: list[str | None] = [None] * m
     get = known.get
-    for text in texts:
+    for i in np.flatnonzero(~plain).tolist():
+        text = texts[i]
         reading = get(text)
         if reading is None:
-            num, _, unit = text.partition(" ")
-            if unit and num.isascii() and num.replace(".", "", 1).isdigit() and "," not in unit \
-                    and unit.split() == [unit]:
-                reading = (2, None, float(num), unit, None)
-            else:
-                reading = _read_text(name, key, text, spec, table)
-        append(reading)
-    return out
+            reading = _read_text(name, key, text, spec, table)
+            if len(known) < _TEXTS_MAX:
+                known[text] = reading
+        kinds[i], verdicts[i], numbers[i], written[i], qualifiers[i] = reading
+    return kinds, verdicts, numbers, written, qualifiers
+
+
+#: "108.6 U/L": digits (a point between them), one space, a unit with none of the characters
+#: Python's ``str.split`` splits at (nor other control characters) and no comma.
+_PLAIN_QUANTITY = (r"^[0-9]+(?:\.[0-9]+)? [^\x00-\x20,\x7f-\xa0\x{1680}\x{2000}-\x{200a}"
+                   r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+$")
+
+
+def _plain_quantities(texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Which texts are a plain "108.6 U/L", with the number and the unit of each (of the
+    others: anything), found by :mod:`pyarrow` on all of them at once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not texts:
+        return np.zeros(0, dtype=bool), np.zeros(0), []
+    text = pa.array(texts, type=pa.string())
+    plain = pc.match_substring_regex(text, _PLAIN_QUANTITY)
+    parts = pc.split_pattern(pc.if_else(plain, text, "0 -"), " ", max_splits=1)
+    numbers = pc.cast(pc.list_element(parts, 0), pa.float64()).to_numpy(zero_copy_only=False)
+    units = pc.list_element(parts, 1).to_pylist()
+    return plain.to_numpy(zero_copy_only=False), numbers.astype(float, copy=True), units
 
 
 def _read_text(name: str, key: str, text: str, spec: Mapping[str, Any], table: Any

@@ -312,11 +312,16 @@ def test_lab_texts_read_inline_as_read_text(model):
     alphabet = list("0123456789.. <>,/Ulgmµ%\t\u00a0") + ["U/L", "mmol/L", "mg/dL", " ", "high", "normal", "1e5"]
     rng = random.Random(3)
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(20_000)]
-    texts += ["108.6 U/L", "5. U/L", ".5 U/L", "12 U/L,", "3 U /L", "4 U/L\u00a0", "7 U/L x", "high", "<5 U/L"]
+    texts += ["108.6 U/L", "5. U/L", ".5 U/L", "12 U/L,", "3 U /L", "4 U/L\u00a0", "7 U/L x", "high", "<5 U/L",
+              "1.5 U/L\u2009", "2 U\u3000L", "0.1 mg/dL", "007 U/L", "1.25 µmol/L", "3 U/L\x1c", "9 U/L\x85",
+              "0.30000000000000004 mmol/L", "123456789012345678901234567890.5 U/L"]
     for name in ("alp", "calcium"):
         spec = model.priors.reference["labs"][name]
         table = _unit_table(spec)
         want = [_read_text(name, f"labs.{name}", t, spec, table) for t in texts]
-        got = _read_texts(name, f"labs.{name}", texts, spec, table, {})
+        known: dict = {}
+        columns = _read_texts(name, f"labs.{name}", texts, spec, table, known)
+        got = list(zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in columns)))
+        assert len(got) == len(texts) and all(known[t] == w for t, w in zip(texts, want) if t in known)
         for t, g, w in zip(texts, got, want):
             assert g[:2] == w[:2] and g[3:] == w[3:] and (g[2] == w[2] or (math.isnan(g[2]) and math.isnan(w[2]))), repr(t)
