@@ -569,7 +569,7 @@ def _intervals_from_flags(args: argparse.Namespace) -> "CredibleIntervals | None
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .batch_file import check_paths, prepare, score_file
+    from .batch_file import DEFAULT_CHUNK_SIZE, check_paths, prepare, score_file
     from .model import DISCLAIMER
 
     intervals = _intervals_from_flags(args)
@@ -603,7 +603,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         summary = score_file(model, args.input, args.output, next_test=args.next_test, intervals=intervals,
                              errors_path=errors_path,
-                             force=args.force, chunk_size=args.chunk_size, engine=args.engine,
+                             force=args.force,
+                             chunk_size=DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size,
+                             engine=args.engine,
                              scheduler=args.scheduler, progress=bar.update if bar is not None else None,
                              model_spec=(args.priors, _parse_params(getattr(args, "param", None))), plan=plan)
     finally:
@@ -776,7 +778,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--errors", metavar="FILE", help="where bad rows are listed (default: OUTPUT stem + .errors.csv)")
     sc.add_argument("--allow-errors", action="store_true", help="exit 0 even when some rows failed")
     sc.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
-    _whole_flag(sc, "--chunk-size", default=2000, metavar="N", help="rows per chunk, >= 1 (default 2000)")
+    _whole_flag(sc, "--chunk-size", default=None, metavar="N",  # None: batch_file.DEFAULT_CHUNK_SIZE
+                help="rows per chunk, >= 1 (default 10000)")
     sc.add_argument("--force", action="store_true", help="replace OUTPUT and the errors file if they exist")
     sc.add_argument("--engine", choices=["local", "dask"], default="local",
                     help="local (default) or dask (needs alpnet[dask])")

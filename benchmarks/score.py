@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import alpnet  # noqa: E402
+from alpnet.batch_file import DEFAULT_CHUNK_SIZE  # noqa: E402
 
 ALPNET = [sys.executable, "-m", "alpnet"]
 
@@ -144,7 +145,7 @@ def main() -> None:
     ap.add_argument("--next-test-rows", type=int, default=1000, help="rows --next-test is timed on")
     ap.add_argument("--interval-rows", type=int, default=1000, help="rows --uncertainty is timed on (0: skip)")
     ap.add_argument("--interval-draws", type=int, default=200, help="--draws for the --uncertainty timing")
-    ap.add_argument("--chunk-size", type=int, default=2000)
+    ap.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="as alpnet score's default")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each file's scoring (median reported)")
     ap.add_argument("--repeat-max-rows", type=int, default=100_000,
                     help="files larger than this are scored once whatever --repeat says")

@@ -342,3 +342,25 @@ def test_scoring_leaves_the_garbage_collector_as_it_was(model):
     with pytest.raises(alpnet.CaseError):
         model.score(pd.DataFrame({"alp": ["420 furlongs"]}))
     assert gc.get_threshold() == before
+
+
+def test_default_chunk_size_is_the_documented_one(cohort_csv, tmp_path, monkeypatch, capsys):
+    """Without --chunk-size, score reads DEFAULT_CHUNK_SIZE rows at a time, the number its
+    --help and the README give."""
+    from alpnet import batch_file
+
+    seen = []
+    real = batch_file.score_file
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["chunk_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch_file, "score_file", spy)
+    assert main(["score", str(cohort_csv), "-o", str(tmp_path / "out.csv"), "--quiet"]) == 0
+    assert seen == [batch_file.DEFAULT_CHUNK_SIZE]
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert f"(default {batch_file.DEFAULT_CHUNK_SIZE})" in " ".join(capsys.readouterr().out.split())
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"default {batch_file.DEFAULT_CHUNK_SIZE:,} rows" in " ".join(readme.split())
