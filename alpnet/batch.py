@@ -42,6 +42,7 @@ from .evidence import case_from_mapping
 from .schema import SECTIONS, case_schema
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .evidence_columns import EvidenceTable
     from .model import Model
 
 __all__ = ["ColumnPlan", "CredibleIntervals", "plan_columns", "row_to_case", "row_evidence", "chunk_evidence",
@@ -533,20 +534,31 @@ def chunk_evidence(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, fir
                    ) -> tuple[list[dict[str, Any] | None], list[str], list[dict[str, Any]]]:
     """The evidence of every row of a chunk, as :func:`row_evidence` gives it row by row.
 
+    As :func:`_chunk_table`, with the evidence as a list of dicts.
+    """
+    table, ids, errors = _chunk_table(model, chunk, plan, first_row=first_row, arrays=arrays)
+    return list(table), ids, errors
+
+
+def _chunk_table(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, first_row: int = 1,
+                 arrays: dict[str, np.ndarray] | None = None
+                 ) -> tuple["EvidenceTable", list[str], list[dict[str, Any]]]:
+    """The evidence of every row of a chunk, as :func:`row_evidence` gives it row by row.
+
     Each column's distinct cells are read once (:func:`_cell`, the reading ``row_to_case``
-    uses), then :func:`alpnet.evidence_columns.columns_to_evidence` maps the cases column by
+    uses), then :func:`alpnet.evidence_columns.columns_to_table` maps the cases column by
     column. The rows it leaves to the reference (every row that fails among them) go through
     :func:`row_evidence`, so evidence, case ids and error records are the reference's.
 
     Returns
     -------
-    evidences : list of dict or None
-        Per row; None for a failed row.
+    evidences : EvidenceTable
+        Per row (a dict when asked for); None for a failed row.
     case_ids : list of str
     errors : list of dict
         ``row, case_id, column, value, reason`` of every failed row, in row order.
     """
-    from .evidence_columns import _distinct_rows, columns_to_evidence
+    from .evidence_columns import _distinct_rows, columns_to_table
 
     n = len(chunk)
     columns = list(chunk.columns)
@@ -571,7 +583,7 @@ def chunk_evidence(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, fir
         refer |= failed[codes]
         blank = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
         case_columns[key] = (np.where(np.append(blank, True)[codes], -1, codes), values)
-    evidences, left = columns_to_evidence(model.priors, case_columns, n)
+    evidences, left = columns_to_table(model.priors, case_columns, n)
     refer |= left
     if plan.id_column is None:
         ids = [f"row{first_row + i}" for i in range(n)]
@@ -649,15 +661,15 @@ def _score_chunk(model: "Model", chunk: pd.DataFrame, plan: ColumnPlan, *, next_
     n = len(chunk)
     columns = list(chunk.columns)
     arrays = {c: chunk[c].to_numpy(dtype=object) for c in columns}
-    all_evidence, all_ids, errors = chunk_evidence(model, chunk, plan, first_row=first_row, arrays=arrays)
+    all_evidence, all_ids, errors = _chunk_table(model, chunk, plan, first_row=first_row, arrays=arrays)
     unread = {int(place) - int(chunk.index[0]): reason for place, reason in chunk.attrs.get("bad_rows", {}).items()}
     if unread:  # lines the CSV reader could not split into the header's columns (tableio)
         errors = [e for e in errors if e["row"] - first_row not in unread]
         for i, reason in unread.items():
             all_evidence[i] = None
             errors.append({"row": first_row + i, "case_id": all_ids[i], "column": "", "value": "", "reason": reason})
-    good = [i for i, ev in enumerate(all_evidence) if ev is not None]
-    evidences: list[dict[str, Any]] = [all_evidence[i] for i in good]  # type: ignore[misc]
+    good = np.flatnonzero(all_evidence.present()).tolist()
+    evidences = all_evidence.take(good)  # each row's dict is made only if asked for
     ids = [all_ids[i] for i in good]
     post = _posteriors(model, evidences)
     causes = model.causes

@@ -1356,9 +1356,15 @@ class Engine:
         """Evidence sets as :class:`_EvidenceRows`, checked as :meth:`normalise` checks them.
 
         When every item names one state of a variable (the common case), the codes are
-        looked up straight from the (variable, state) pairs; otherwise every set goes
-        through :meth:`normalise`, which gives its errors and its weights.
+        looked up straight from the (variable, state) pairs, column by column when the
+        sets come as an :class:`alpnet.evidence_columns.EvidenceTable`; otherwise every set
+        goes through :meth:`normalise`, which gives its errors and its weights.
         """
+        state_codes = getattr(evidences, "state_codes", None)  # an EvidenceTable: codes column by column
+        if state_codes is not None:
+            matrix = state_codes(self._state_index, self._code_column)
+            if matrix is not None:
+                return _EvidenceRows(None, matrix, self._code_column)
         names = list(chain.from_iterable(evidences))
         try:
             values = list(chain.from_iterable(map(dict.values, evidences)))

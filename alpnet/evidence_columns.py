@@ -23,6 +23,7 @@ What a case's evidence depends on, and so what is computed once for many rows:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from typing import Any, Mapping
 
 import numpy as np
@@ -52,7 +53,7 @@ from .evidence import (
 from .priors import PriorSet
 from .schema import EXTRA_LAB_KEYS, SECTIONS, VERDICTS
 
-__all__ = ["columns_to_evidence"]
+__all__ = ["columns_to_evidence", "columns_to_table", "EvidenceTable"]
 
 #: Keywords of a schema that say nothing about a value's validity.
 _ANNOTATIONS = {"description", "title", "$comment", "examples", "default"}
@@ -86,7 +87,113 @@ def columns_to_evidence(pset: PriorSet, columns: Mapping[str, Column], n: int) -
     refer : ndarray of bool
         The cases left to ``case_to_evidence`` (every case it rejects among them).
     """
+    table, refer = columns_to_table(pset, columns, n)
+    return list(table), refer
+
+
+def columns_to_table(pset: PriorSet, columns: Mapping[str, Column], n: int) -> tuple["EvidenceTable", np.ndarray]:
+    """As :func:`columns_to_evidence`, the evidence kept as columns (:class:`EvidenceTable`)."""
     return _ColumnMapper(pset, columns, n).run()
+
+
+class EvidenceTable(Sequence):
+    """The evidence of a batch of cases, kept as one column of values per variable.
+
+    ``table[i]`` is case ``i``'s evidence as :func:`columns_to_evidence` gives it (a dict
+    made when asked for; None for a case left to the reference), or what was put there
+    with ``table[i] = evidence``. :meth:`state_codes` gives the engine every case's state
+    codes column by column, without the dicts.
+
+    Parameters
+    ----------
+    variables : list of str
+        The variables, in the order a case's dict lists them.
+    columns : list of ndarray of object
+        Per variable, each case's value (None: no evidence).
+    skip : ndarray of bool
+        The cases left to the reference (None unless replaced).
+    """
+
+    def __init__(self, variables: list[str], columns: list[np.ndarray], skip: np.ndarray):
+        self.variables = variables
+        self.columns = columns
+        self.skip = skip
+        self.replaced: dict[int, dict | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.skip)
+
+    def _index(self, i: int) -> int:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return i % len(self) if len(self) else i
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = self._index(i)
+        if i in self.replaced:
+            return self.replaced[i]
+        if self.skip[i]:
+            return None
+        # a list value (a verdict "high", pregnancy without trimester) is copied: each case its own list
+        return {var: list(v) if type(v) is list else v
+                for var, column in zip(self.variables, self.columns) if (v := column[i]) is not None}
+
+    def __setitem__(self, i: int, evidence: dict | None) -> None:
+        self.replaced[self._index(i)] = evidence
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def present(self) -> np.ndarray:
+        """Which cases have evidence (not left to the reference, or replaced by a dict)."""
+        ok = ~self.skip
+        for i, evidence in self.replaced.items():
+            ok[i] = evidence is not None
+        return ok
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> "EvidenceTable":
+        """The cases at ``rows``, in that order."""
+        rows = np.asarray(rows, dtype=np.intp)
+        out = EvidenceTable(self.variables, [column[rows] for column in self.columns], self.skip[rows])
+        for new, old in enumerate(rows.tolist()):
+            if old in self.replaced:
+                out.replaced[new] = self.replaced[old]
+        return out
+
+    def state_codes(self, states: Mapping[str, Mapping[str, int]], column: Mapping[str, int]) -> np.ndarray | None:
+        """``(cases, len(column))`` codes: ``states[var][value]`` at ``column[var]``, -1 where a
+        case has no evidence on ``var``; None when some value is not one of its variable's
+        state names (a list of states, an unknown name), or a case is left to the reference."""
+        matrix = np.full((len(self), len(column)), -1, dtype=np.int64)
+        for var, values in zip(self.variables, self.columns):
+            try:
+                codes, uniques = pd.factorize(values)
+            except TypeError:  # a list
+                return None
+            if not len(uniques):
+                continue
+            index, j = states.get(var), column.get(var)
+            if index is None or j is None:
+                return None
+            found = [index.get(u, -9) if type(u) is str else -9 for u in uniques.tolist()]
+            if -9 in found:
+                return None
+            matrix[:, j] = np.array(found + [-1], dtype=np.int64)[codes]
+        for i, evidence in self.replaced.items():
+            if evidence is None:
+                return None
+            matrix[i] = -1
+            for var, value in evidence.items():
+                index, j = states.get(var), column.get(var)
+                code = index.get(value, -9) if index is not None and j is not None and type(value) is str else -9
+                if code < 0:
+                    return None
+                matrix[i, j] = code
+        if self.skip.any() and not all(self.replaced.get(i) is not None for i in np.flatnonzero(self.skip).tolist()):
+            return None
+        return matrix
 
 
 # ------------------------------------------------------------------ memory across calls
@@ -242,7 +349,7 @@ class _ColumnMapper:
         """Leave the rows whose value failed to the reference (``failed`` per value, with a last entry for -1)."""
         self.refer |= failed[codes]
 
-    def run(self) -> tuple[list[dict | None], np.ndarray]:
+    def run(self) -> tuple[EvidenceTable, np.ndarray]:
         self._check_shape()
         ctx, patients, slots = self._patients()
         for section in ("history", "symptoms", "tests"):
@@ -522,15 +629,10 @@ class _ColumnMapper:
         return names
 
     # -------------------------------------------------------------- evidence
-    def _assemble(self, slots: list[Slot]) -> list[dict | None]:
+    def _assemble(self, slots: list[Slot]) -> EvidenceTable:
         """Each row's evidence in the reference's order: patient, history, symptoms, tests, labs."""
-        variables = [var for var, _ in slots]
-        # a list value (a verdict "high", pregnancy without trimester) is copied: each case its own list
-        cols = [_own_lists(values) for _, values in slots]
-        out: list[dict | None] = []
-        for refer, row in zip(self.refer.tolist(), zip(*cols) if cols else [()] * self.n):
-            out.append(None if refer else {var: v for var, v in zip(variables, row) if v is not None})
-        return out
+        columns = [np.fromiter(iter(values), dtype=object, count=self.n) for _, values in slots]
+        return EvidenceTable([var for var, _ in slots], columns, self.refer.copy())
 
 
 #: Lab texts remembered per lab across calls (then read afresh): enough for the distinct values of a large file.
@@ -617,13 +719,6 @@ def _merged_order(orders: list[list[str]]) -> list[str] | None:
     if any([position[x] for x in order] != sorted(position[x] for x in order) for order in orders):
         return None
     return merged
-
-
-def _own_lists(values: list[Any]) -> list[Any]:
-    """The values with every list copied, so that no two cases share one (as the reference gives them)."""
-    if list in set(map(type, values)):
-        return [list(v) if type(v) is list else v for v in values]
-    return values
 
 
 def _bound_sets(spec: Mapping[str, Any], p: _Patient, lab_uln: float | None) -> list[tuple[float, ...]]:

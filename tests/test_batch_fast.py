@@ -325,3 +325,46 @@ def test_lab_texts_read_inline_as_read_text(model):
         assert len(got) == len(texts) and all(known[t] == w for t, w in zip(texts, want) if t in known)
         for t, g, w in zip(texts, got, want):
             assert g[:2] == w[:2] and g[3:] == w[3:] and (g[2] == w[2] or (math.isnan(g[2]) and math.isnan(w[2]))), repr(t)
+
+
+def test_evidence_table_gives_the_engine_the_codes_of_its_dicts(model, cohort):
+    """The table the batch path keeps: its rows are chunk_evidence's dicts, taking rows keeps
+    the rows put in by hand, and the state codes it hands the engine column by column are the
+    codes of those dicts, so posteriors are the same to the bit; anything that is not a plain
+    state name makes it hand over nothing (the dicts are read instead)."""
+    from alpnet.batch import _chunk_table
+
+    df = pd.concat([cohort, _variants(cohort)], ignore_index=True)
+    plan = plan_columns(df.columns, model.priors)
+    table, _, _ = _chunk_table(model, df, plan)
+    listed, _, _ = chunk_evidence(model, df, plan)
+    assert list(table) == listed and len(table) == len(df) and table[-1] == listed[-1]
+    with pytest.raises(IndexError):
+        table[len(df)]
+    good = np.flatnonzero(table.present()).tolist()
+    assert good == [i for i, ev in enumerate(listed) if ev is not None] and len(good) < len(df)
+    plain = [i for i in good if all(type(v) is str for v in listed[i].values())]
+    engine = model.engine
+    taken = table.take(plain[:300])
+    assert [taken[j] for j in range(len(taken))] == [listed[i] for i in plain[:300]]
+    codes = taken.state_codes(engine._state_index, engine._code_column)
+    assert codes is not None
+    assert np.array_equal(codes, engine._evidence_rows(list(taken)).matrix)
+    assert np.array_equal(engine.posterior_many(taken), engine.posterior_many(list(taken)), equal_nan=True)
+    # a row put in by hand is taken along, and read from its dict
+    hand = {"alp": "marked", "sex": "female"}
+    taken[3] = hand
+    again = taken.take([3, 0])
+    assert again[0] == hand and again[1] == taken[0]
+    assert np.array_equal(again.state_codes(engine._state_index, engine._code_column),
+                          engine._evidence_rows([hand, taken[0]]).matrix)
+    # not plain state names: no codes, and the engine reads the dicts
+    taken[1] = {"alp": ["marked", "extreme"]}
+    assert taken.state_codes(engine._state_index, engine._code_column) is None
+    with_list = [i for i in good if any(type(v) is list for v in listed[i].values())]
+    assert with_list and table.take(with_list[:5]).state_codes(engine._state_index, engine._code_column) is None
+    assert table.state_codes(engine._state_index, engine._code_column) is None  # rows left to the reference
+    # each case its own list objects
+    first, second = table[with_list[0]], table[with_list[0]]
+    lists = [k for k, v in first.items() if type(v) is list]
+    assert first == second and all(first[k] is not second[k] for k in lists)
