@@ -78,3 +78,16 @@ def test_writer_puts_the_header_once_and_reads_back_every_chunk(tmp_path):
     assert back.columns.tolist() == ["id", "posterior.x"]
     assert back["id"].tolist() == whole["id"].tolist()
     assert np.array_equal(back["posterior.x"].to_numpy(), whole["posterior.x"].to_numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("name, sep", [("out.csv.gz", ","), ("out.tsv", "\t")])
+def test_gzipped_and_tab_separated_outputs_read_back(tmp_path, name, sep):
+    out = tmp_path / name
+    df = pd.DataFrame({"id": ["a\tb", "c,d"], "posterior.x": [1e-7, 0.5]})
+    with AtomicTableWriter(out) as writer:
+        writer.write(df)
+        writer.commit()
+    back = pd.read_csv(out, sep=sep, dtype={"id": str})
+    assert back.columns.tolist() == ["id", "posterior.x"]
+    assert back["id"].tolist() == ["a\tb", "c,d"]
+    assert np.array_equal(back["posterior.x"].to_numpy(), df["posterior.x"].to_numpy())
