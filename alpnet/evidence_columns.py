@@ -126,7 +126,7 @@ class EvidenceTable(Sequence):
     def _index(self, i: int) -> int:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
-        return i % len(self) if len(self) else i
+        return i % len(self)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
@@ -166,6 +166,8 @@ class EvidenceTable(Sequence):
         """``(cases, len(column))`` codes: ``states[var][value]`` at ``column[var]``, -1 where a
         case has no evidence on ``var``; None when some value is not one of its variable's
         state names (a list of states, an unknown name), or a case is left to the reference."""
+        if not self.present().all():
+            return None
         matrix = np.full((len(self), len(column)), -1, dtype=np.int64)
         for var, values in zip(self.variables, self.columns):
             try:
@@ -181,9 +183,7 @@ class EvidenceTable(Sequence):
             if -9 in found:
                 return None
             matrix[:, j] = np.array(found + [-1], dtype=np.int64)[codes]
-        for i, evidence in self.replaced.items():
-            if evidence is None:
-                return None
+        for i, evidence in self.replaced.items():  # each a dict (every case is present)
             matrix[i] = -1
             for var, value in evidence.items():
                 index, j = states.get(var), column.get(var)
@@ -191,8 +191,6 @@ class EvidenceTable(Sequence):
                 if code < 0:
                     return None
                 matrix[i, j] = code
-        if self.skip.any() and not all(self.replaced.get(i) is not None for i in np.flatnonzero(self.skip).tolist()):
-            return None
         return matrix
 
 

@@ -307,7 +307,7 @@ def write_csv_rows(df: pd.DataFrame, fh: Any, sep: str = ",") -> None:
     if not texts:
         df.to_csv(fh, index=False, header=False, sep=sep)
         return
-    needs = _NEEDS_QUOTES[sep] if sep in _NEEDS_QUOTES else "[" + re.escape(sep) + '"\r\n]'
+    needs = "[" + re.escape(sep) + '"\r\n]'  # what a cell must quote
     for i, text in enumerate(texts):
         quote = pc.match_substring_regex(text, needs)
         if len(texts) == 1:  # a lone empty cell is quoted, or the line would be blank
@@ -334,10 +334,6 @@ def _column_text(column: pd.Series, pa: Any, pc: Any) -> Any:
     # csv module reads the cells back whole
     written = column.to_frame().to_csv(index=False, header=False, quoting=csv.QUOTE_ALL, lineterminator="\n")
     return pa.array([row[0] for row in csv.reader(io.StringIO(written, newline=""))], type=pa.string())
-
-
-#: Text that a CSV cell must quote, by separator.
-_NEEDS_QUOTES = {",": '[",\r\n]', "\t": '["\t\r\n]'}
 
 
 class AtomicTableWriter:
